@@ -1,0 +1,91 @@
+"""``StructLoRAConfig``: every knob of a StructLoRA run, validated on creation."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _check(cond: bool, name: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ValueError(f"StructLoRAConfig.{name}={value!r} is invalid: {allowed}")
+
+
+@dataclass
+class StructLoRAConfig:
+    """Configuration of a StructLoRA model.
+
+    ``bottleneck="none"`` and ``coordinator="none"`` give exactly vanilla LoRA.
+    """
+
+    # --- LoRA ---
+    r: int = 8  # rank of every adapter
+    alpha: float | None = None  # scaling numerator; None means 2 * r (scaling = alpha / r)
+    dropout: float = 0.0  # dropout on the adapter input
+    use_rslora: bool = False  # scaling alpha / sqrt(r) instead of alpha / r
+    target_modules: list[str] | str = field(default_factory=lambda: ["query", "value"])  # names, suffixes, regex or "all-linear"
+    exclude_modules: list[str] | str | None = None  # same forms; matches are not adapted
+    modules_to_save: list[str] = field(default_factory=list)  # fully trained extra modules (e.g. the head)
+    # --- Stage 1: IB filter ---
+    bottleneck: str = "none"  # estimator / filter by name: none, vib, hsic, random, topk-norm
+    bottleneck_kwargs: dict = field(default_factory=dict)  # passed to the estimator / gate
+    beta: float = 1e-2  # weight of the IB penalty
+    prune_after: int | None = None  # step after which low gates are pruned; None disables pruning
+    prune_every: int = 50  # pruning period (steps) once prune_after is reached
+    prune_threshold: float = 0.05  # eval gates below this are pruned
+    target_rank: int | None = None  # per-adapter budget: keep at most this many directions
+    keep_ratio: float | None = None  # global budget: keep this fraction of all directions
+    # --- Stage 2: graph coordination ---
+    coordinator: str = "none"  # none, laplacian, gcn, gat
+    coordinator_kwargs: dict = field(default_factory=dict)  # passed to the coordinator
+    lam: float = 1e-2  # weight of the coordination loss L_coord
+    denoise_c: float = 1.0  # c in the denoising loss of learned coordinators
+    coord_warmup: int = 0  # steps before L_coord is switched on
+    sketch_size: int = 16  # k: node sketches live in R^{k*k}
+    refresh_every: int = 50  # K: layer-graph refresh period in steps
+    tau: float = 0.3  # cosine threshold of semantic edges
+    semantic_top_k: int = 2  # at most this many semantic edges per node
+    grad_ema: float = 0.9  # EMA factor of the gradient sketches
+    same_block_edges: bool = False  # structural edges between same-shape modules of one block
+    # --- misc ---
+    seed: int = 0  # seeds the sketches and seeded filters
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.r, int) and self.r > 0, "r", self.r, "use a positive integer")
+        _check(self.alpha is None or self.alpha > 0, "alpha", self.alpha, "use a positive number or None")
+        _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "use 0 <= dropout < 1")
+        _check(
+            isinstance(self.target_modules, str) or (isinstance(self.target_modules, (list, tuple)) and len(self.target_modules) > 0),
+            "target_modules", self.target_modules, "use a non-empty list of names, a regex string or 'all-linear'",
+        )
+        self.target_modules = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
+        self.modules_to_save = list(self.modules_to_save or [])
+        for name in ("beta", "lam", "denoise_c"):
+            v = getattr(self, name)
+            _check(isinstance(v, (int, float)) and v >= 0, name, v, "use a number >= 0")
+        _check(0.0 <= self.prune_threshold <= 1.0, "prune_threshold", self.prune_threshold, "use a value in [0, 1]")
+        _check(self.prune_after is None or self.prune_after >= 0, "prune_after", self.prune_after, "use None or an integer >= 0")
+        _check(self.prune_every >= 1, "prune_every", self.prune_every, "use an integer >= 1")
+        _check(self.target_rank is None or 1 <= self.target_rank <= self.r, "target_rank", self.target_rank, f"use None or 1..r (r={self.r})")
+        _check(self.keep_ratio is None or 0.0 < self.keep_ratio <= 1.0, "keep_ratio", self.keep_ratio, "use None or a value in (0, 1]")
+        _check(self.coord_warmup >= 0, "coord_warmup", self.coord_warmup, "use an integer >= 0")
+        _check(self.sketch_size >= 1, "sketch_size", self.sketch_size, "use an integer >= 1")
+        _check(self.refresh_every >= 1, "refresh_every", self.refresh_every, "use an integer >= 1")
+        _check(-1.0 <= self.tau <= 1.0, "tau", self.tau, "a cosine threshold must lie in [-1, 1]")
+        _check(self.semantic_top_k >= 0, "semantic_top_k", self.semantic_top_k, "use an integer >= 0")
+        _check(0.0 <= self.grad_ema < 1.0, "grad_ema", self.grad_ema, "use 0 <= grad_ema < 1")
+        _check(isinstance(self.bottleneck, str) or self.bottleneck is not None, "bottleneck", self.bottleneck, "use a name")
+        _check(isinstance(self.coordinator, str) or self.coordinator is not None, "coordinator", self.coordinator, "use a name")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StructLoRAConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"StructLoRAConfig has no field(s) {unknown}; valid fields: {sorted(known)}"
+            )
+        return cls(**d)

@@ -1,0 +1,194 @@
+"""``StructLoRAModel``: a Hugging Face (or any torch) model with gated LoRA adapters."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .adapters.export import export_peft as _export_peft
+from .adapters.gate import Gate, IdentityGate
+from .adapters.inject import find_targets, freeze_base, inject_adapters, unload
+from .adapters.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from .adapters.layer import GatedLoRALayer
+from .config import StructLoRAConfig
+
+CONFIG_FILE = "structlora_config.json"
+TENSOR_FILE = "structlora_state.safetensors"
+FORMAT_VERSION = 1
+
+
+class StructLoRAModel(nn.Module):
+    """The wrapped model. Attribute access falls through to the base model.
+
+    Args:
+        model (nn.Module): the model to adapt (frozen in place, except ``modules_to_save``).
+        config (StructLoRAConfig): what to adapt and how.
+    """
+
+    def __init__(self, model: nn.Module, config: StructLoRAConfig):
+        super().__init__()
+        if isinstance(model, StructLoRAModel) or any(isinstance(m, GatedLoRALayer) for m in model.modules()):
+            raise ValueError(
+                "this model already holds structlora adapters; wrap the original model once, "
+                "or call merge_and_unload() first"
+            )
+        self.base_model = model
+        self.config = config
+        names = find_targets(model, config.target_modules, config.exclude_modules)
+        self.adapters: dict[str, GatedLoRALayer] = inject_adapters(model, names, self._make_layer)
+        self.saved_modules = freeze_base(model, config.modules_to_save)
+
+    def _make_layer(self, name: str, base: nn.Module) -> GatedLoRALayer:
+        c = self.config
+        return GatedLoRALayer(base, c.r, c.alpha, c.dropout, c.use_rslora, gate=self.make_gate(name, c.r))
+
+    def make_gate(self, name: str, r: int) -> Gate:
+        """The gate of the adapter at ``name``; the IB filter plugs in here."""
+        return IdentityGate(r)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model":
+                raise
+            return getattr(self.base_model, name)
+
+    def forward(self, *args, **kwargs):
+        return self.base_model(*args, **kwargs)
+
+    # --- inspection ---
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return trainable, total
+
+    def summary(self) -> str:
+        trainable, total = self.trainable_parameters()
+        lines = [
+            f"structlora: {len(self.adapters)} adapted modules, r={self.config.r}, "
+            f"bottleneck={self.config.bottleneck}, coordinator={self.config.coordinator}",
+            f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}",
+        ]
+        if self.saved_modules:
+            lines.append(f"modules_to_save: {', '.join(self.saved_modules)}")
+        return "\n".join(lines)
+
+    def print_trainable_parameters(self) -> None:
+        print(self.summary())
+
+    def effective_ranks(self) -> dict[str, int]:
+        """Directions with a non-zero eval gate, per adapted module."""
+        return {name: layer.gate.effective_rank() for name, layer in self.adapters.items()}
+
+    # --- merge / export ---
+    def merge(self, safe: bool = True) -> None:
+        merged = []
+        try:
+            for layer in self.adapters.values():
+                layer.merge(safe=safe)
+                merged.append(layer)
+        except ValueError:
+            for layer in merged:  # leave the model exactly as it was
+                layer.unmerge()
+            raise
+
+    def unmerge(self) -> None:
+        for layer in self.adapters.values():
+            layer.unmerge()
+
+    def merge_and_unload(self, safe: bool = True) -> nn.Module:
+        """Merge every adapter into its base weight and return the plain base model."""
+        self.merge(safe=safe)
+        model = unload(self.base_model, merge=False)
+        self.adapters = {}
+        return model
+
+    def export_peft(self, path: str | os.PathLike) -> Path:
+        """Write a PEFT LoRA adapter (gates folded, zero directions dropped)."""
+        name = getattr(getattr(self.base_model, "config", None), "_name_or_path", None) or None
+        return _export_peft(
+            self.base_model, self.adapters, path, self.saved_modules, self.config.dropout, name
+        )
+
+    # --- checkpoints ---
+    def adapter_state(self) -> dict[str, Tensor]:
+        """Every tensor that is not part of the frozen base: factors, gates, saved modules."""
+        state = {}
+        for name, layer in self.adapters.items():
+            for key, t in layer.state_dict().items():
+                if not key.startswith("base_layer."):
+                    state[f"{name}.{key}"] = t
+        for name in self.saved_modules:
+            for key, t in self.base_model.get_submodule(name).state_dict().items():
+                state[f"{name}.{key}"] = t
+        return state
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the config (JSON) and the adapter tensors (safetensors), atomically."""
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "adapted_modules": {n: [l.in_features, l.out_features] for n, l in self.adapters.items()},
+        }
+        with atomic_directory(path) as tmp:
+            save_tensors(self.adapter_state(), tmp / TENSOR_FILE, "the structlora checkpoint")
+            write_json(meta, tmp / CONFIG_FILE)
+        return Path(path)
+
+    @torch.no_grad()
+    def load_adapter_state(self, state: dict[str, Tensor]) -> None:
+        """Copy ``state`` in, after checking every key and shape (names the first offender)."""
+        own = self.adapter_state()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if missing or unexpected:
+            key = (missing or unexpected)[0]
+            kind = "is missing from the checkpoint" if missing else "is not in the model"
+            raise ValueError(
+                f"checkpoint does not match the model: key {key!r} {kind} "
+                f"({len(missing)} missing, {len(unexpected)} unexpected). "
+                "Load it into the same architecture with the same target_modules."
+            )
+        for key, t in own.items():
+            if t.shape != state[key].shape:
+                raise ValueError(
+                    f"checkpoint does not match the model: {key!r} has shape "
+                    f"{tuple(state[key].shape)} in the checkpoint but {tuple(t.shape)} in the model"
+                )
+        for key, t in own.items():
+            t.copy_(state[key])
+
+
+def wrap(model: nn.Module, config: StructLoRAConfig | None = None, **overrides) -> StructLoRAModel:
+    """Inject gated LoRA adapters into ``model`` and freeze its base weights."""
+    if config is None:
+        config = StructLoRAConfig(**overrides)
+    elif overrides:
+        config = StructLoRAConfig.from_dict({**config.to_dict(), **overrides})
+    return StructLoRAModel(model, config)
+
+
+def load(model: nn.Module, path: str | os.PathLike) -> StructLoRAModel:
+    """Wrap ``model`` with the config saved at ``path`` and load the adapter tensors."""
+    path = Path(path)
+    if path.is_file():
+        load_tensors(path)  # refuses pickle files with a clear message
+        raise ValueError(f"{path} is a file; pass the checkpoint directory written by model.save()")
+    meta = read_json(path / CONFIG_FILE)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path / CONFIG_FILE} has format_version={meta.get('format_version')!r}; "
+            f"this structlora reads version {FORMAT_VERSION}"
+        )
+    state = load_tensors(path / TENSOR_FILE)
+    wrapped = wrap(model, StructLoRAConfig.from_dict(meta["config"]))
+    try:
+        wrapped.load_adapter_state(state)
+    except ValueError:
+        unload(model, merge=False)  # hand the user's model back as it was
+        raise
+    return wrapped
