@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v
+
+
 def _check(cond: bool, name: str, value: Any, allowed: str) -> None:
     if not cond:
         raise ValueError(f"StructLoRAConfig.{name}={value!r} is invalid: {allowed}")
@@ -41,6 +45,7 @@ class StructLoRAConfig:
     lam: float = 1e-2  # weight of the coordination loss L_coord
     denoise_c: float = 1.0  # c in the denoising loss of learned coordinators
     coord_warmup: int = 0  # steps before L_coord is switched on
+    coord_normalize: bool = True  # divide the coupling losses by sg(mean ||x_i||^2): lam is then scale-free
     sketch_size: int = 16  # k: node sketches live in R^{k*k}
     refresh_every: int = 50  # K: layer-graph refresh period in steps
     tau: float = 0.3  # cosine threshold of semantic edges
@@ -74,11 +79,17 @@ class StructLoRAConfig:
         _check(-1.0 <= self.tau <= 1.0, "tau", self.tau, "a cosine threshold must lie in [-1, 1]")
         _check(self.semantic_top_k >= 0, "semantic_top_k", self.semantic_top_k, "use an integer >= 0")
         _check(0.0 <= self.grad_ema < 1.0, "grad_ema", self.grad_ema, "use 0 <= grad_ema < 1")
-        _check(isinstance(self.bottleneck, str) or self.bottleneck is not None, "bottleneck", self.bottleneck, "use a name")
-        _check(isinstance(self.coordinator, str) or self.coordinator is not None, "coordinator", self.coordinator, "use a name")
+        _check(self.bottleneck is not None, "bottleneck", self.bottleneck, "use a name, class or instance ('none' for plain LoRA)")
+        _check(self.coordinator is not None, "coordinator", self.coordinator, "use a name, class or instance ('none' for no coordination)")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """A JSON-ready dict; strategies given as classes or instances are stored by registry name."""
+        from .strategies import strategy_name
+
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["bottleneck"] = strategy_name(self.bottleneck)
+        d["coordinator"] = strategy_name(self.coordinator)
+        return {k: _plain(v) for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StructLoRAConfig":

@@ -1,6 +1,8 @@
-"""``StructLoRAModel``: a Hugging Face (or any torch) model with gated LoRA adapters."""
+"""``StructLoRAModel``: a Hugging Face (or any torch) model with gated LoRA adapters,
+an IB filter over their directions and a graph coordinator over the layers."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -8,15 +10,27 @@ import torch
 from torch import Tensor, nn
 
 from .adapters.export import export_peft as _export_peft
-from .adapters.gate import Gate, IdentityGate
+from .adapters.gate import Gate
 from .adapters.inject import find_targets, freeze_base, inject_adapters, unload
 from .adapters.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
 from .adapters.layer import GatedLoRALayer
 from .config import StructLoRAConfig
+from .coordination import GraphCoordination
+from .strategies import resolve_strategies
 
 CONFIG_FILE = "structlora_config.json"
 TENSOR_FILE = "structlora_state.safetensors"
 FORMAT_VERSION = 1
+COORDINATOR_PREFIX = "__coordinator__."
+
+
+def _make_pruner(config: StructLoRAConfig):
+    if config.prune_after is None:
+        return None
+    from .bottleneck import Pruner
+
+    return Pruner(after=config.prune_after, every=config.prune_every, threshold=config.prune_threshold,
+                  target_rank=config.target_rank, keep_ratio=config.keep_ratio)
 
 
 class StructLoRAModel(nn.Module):
@@ -34,19 +48,34 @@ class StructLoRAModel(nn.Module):
                 "this model already holds structlora adapters; wrap the original model once, "
                 "or call merge_and_unload() first"
             )
+        names = find_targets(model, config.target_modules, config.exclude_modules)
+        self.bottleneck, coordinator = resolve_strategies(config)
         self.base_model = model
         self.config = config
-        names = find_targets(model, config.target_modules, config.exclude_modules)
         self.adapters: dict[str, GatedLoRALayer] = inject_adapters(model, names, self._make_layer)
         self.saved_modules = freeze_base(model, config.modules_to_save)
+        for layer in self.adapters.values():
+            layer.recording = self.bottleneck.needs_stats
+        self.pruner = _make_pruner(config)
+        self.coordination = None
+        if self.coordinated(coordinator):
+            self.coordination = GraphCoordination(self.adapters, config, coordinator)
+        self.global_step = 0
+        self.loss_terms: dict[str, float] = {}
 
     def _make_layer(self, name: str, base: nn.Module) -> GatedLoRALayer:
         c = self.config
         return GatedLoRALayer(base, c.r, c.alpha, c.dropout, c.use_rslora, gate=self.make_gate(name, c.r))
 
     def make_gate(self, name: str, r: int) -> Gate:
-        """The gate of the adapter at ``name``; the IB filter plugs in here."""
-        return IdentityGate(r)
+        """The gate of the adapter at ``name``, chosen by the bottleneck strategy."""
+        return self.bottleneck.make_gate(r, name)
+
+    @staticmethod
+    def coordinated(coordinator) -> bool:
+        from .graph import NoCoordinator
+
+        return not isinstance(coordinator, NoCoordinator)
 
     def __getattr__(self, name: str):
         try:
@@ -57,14 +86,79 @@ class StructLoRAModel(nn.Module):
             return getattr(self.base_model, name)
 
     def forward(self, *args, **kwargs):
+        if self.bottleneck.needs_stats and self.training:
+            mask = kwargs.get("attention_mask")
+            for layer in self.adapters.values():
+                layer.token_mask = mask
         return self.base_model(*args, **kwargs)
+
+    # --- training ---
+    def loss(self, task_loss: Tensor, batch: dict | None = None) -> Tensor:
+        r"""``task + beta * L_IB + lam * L_coord (+ L_den)``; each term is kept in ``loss_terms``."""
+        c = self.config
+        labels = batch.get("labels") if isinstance(batch, dict) else None
+        ib = self.bottleneck.penalty(self.adapters, labels) if c.beta > 0 else task_loss.new_zeros(())
+        total = task_loss + c.beta * ib
+        terms = {"task": task_loss, "ib": ib}
+        if self.coordination is not None and self.global_step >= c.coord_warmup:
+            coord, den = self.coordination.losses()
+            total = total + c.lam * coord + den
+            terms.update(coord=coord, denoise=den)
+        terms["total"] = total
+        self.loss_terms = {k: float(v.detach()) for k, v in terms.items()}
+        return total
+
+    def step(self) -> dict[str, float]:
+        """After ``optimizer.step()``: filter schedules, pruning and layer-graph refresh."""
+        self.global_step += 1
+        info: dict[str, float] = {}
+        self.bottleneck.step(self.adapters, self.global_step)
+        if self.pruner is not None and self.pruner.step(self.adapters, self.global_step) is not None:
+            info["effective_rank"] = float(sum(self.effective_ranks().values()))
+        if self.coordination is not None:
+            info["graph_refreshed"] = float(self.coordination.after_step(self.global_step))
+        return info
+
+    def layer_graph(self):
+        """The current layer graph, a ``torch_geometric.data.Data`` (see docs/graph.md)."""
+        if self.coordination is not None:
+            return self.coordination.current_graph()
+        from .graph import LayerGraphBuilder, Sketcher
+
+        c = self.config
+        builder = LayerGraphBuilder.from_layers(self.adapters, tau=c.tau, top_k=c.semantic_top_k,
+                                                same_block_edges=c.same_block_edges)
+        with torch.no_grad():
+            return builder.build(Sketcher(self.adapters, c.sketch_size, c.seed).node_sketches())
+
+    def param_groups(self, lr: float, gate_lr: float | None = None, coord_lr: float | None = None,
+                     weight_decay: float = 0.0) -> list[dict]:
+        """Optimizer groups: LoRA factors and saved modules, gates (no decay), coordinator."""
+        gate_ids = {id(p) for l in self.adapters.values() for p in l.gate.parameters()}
+        main = [p for p in self.base_model.parameters() if p.requires_grad and id(p) not in gate_ids]
+        gates = [p for l in self.adapters.values() for p in l.gate.parameters() if p.requires_grad]
+        groups = [{"params": main, "lr": lr, "weight_decay": weight_decay, "name": "lora"}]
+        if gates:
+            groups.append({"params": gates, "lr": gate_lr or lr, "weight_decay": 0.0, "name": "gates"})
+        coord = list(self.coordination.coordinator.parameters()) if self.coordination is not None else []
+        if coord:
+            groups.append({"params": coord, "lr": coord_lr or lr, "weight_decay": 0.0, "name": "coordinator"})
+        return groups
 
     # --- inspection ---
     def trainable_parameters(self) -> tuple[int, int]:
-        """(trainable, total) parameter counts."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
+        """(trainable, total) parameter counts of the adapted model (gates included).
+
+        The training-only coordinator is counted apart: :meth:`coordinator_parameter_count`.
+        """
+        trainable = sum(p.numel() for p in self.base_model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.base_model.parameters())
         return trainable, total
+
+    def coordinator_parameter_count(self) -> int:
+        if self.coordination is None:
+            return 0
+        return sum(p.numel() for p in self.coordination.coordinator.parameters())
 
     def summary(self) -> str:
         trainable, total = self.trainable_parameters()
@@ -75,6 +169,8 @@ class StructLoRAModel(nn.Module):
         ]
         if self.saved_modules:
             lines.append(f"modules_to_save: {', '.join(self.saved_modules)}")
+        if self.coordinator_parameter_count():
+            lines.append(f"training-only coordinator params: {self.coordinator_parameter_count():,}")
         return "\n".join(lines)
 
     def print_trainable_parameters(self) -> None:
@@ -103,6 +199,8 @@ class StructLoRAModel(nn.Module):
     def merge_and_unload(self, safe: bool = True) -> nn.Module:
         """Merge every adapter into its base weight and return the plain base model."""
         self.merge(safe=safe)
+        if self.coordination is not None:
+            self.coordination.remove_hooks()
         model = unload(self.base_model, merge=False)
         self.adapters = {}
         return model
@@ -125,6 +223,9 @@ class StructLoRAModel(nn.Module):
         for name in self.saved_modules:
             for key, t in self.base_model.get_submodule(name).state_dict().items():
                 state[f"{name}.{key}"] = t
+        if self.coordination is not None:
+            for key, t in self.coordination.coordinator.state_dict().items():
+                state[f"{COORDINATOR_PREFIX}{key}"] = t
         return state
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -168,7 +269,7 @@ def wrap(model: nn.Module, config: StructLoRAConfig | None = None, **overrides) 
     if config is None:
         config = StructLoRAConfig(**overrides)
     elif overrides:
-        config = StructLoRAConfig.from_dict({**config.to_dict(), **overrides})
+        config = dataclasses.replace(config, **overrides)
     return StructLoRAModel(model, config)
 
 

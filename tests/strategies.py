@@ -41,10 +41,12 @@ def _component_sizes(draw, num_nodes: int, connected: bool | None) -> list[int]:
         num_components = draw(st.integers(1, num_nodes))
     else:
         num_components = draw(st.integers(2, num_nodes))
+    if num_components == 1:
+        return [num_nodes]
     # Cut points split range(num_nodes) into num_components non-empty runs.
-    cuts = sorted(draw(st.sets(st.integers(1, num_nodes - 1), min_size=num_components - 1,
-                               max_size=num_components - 1))) if num_components > 1 else []
-    bounds = [0, *cuts, num_nodes]
+    cuts = draw(st.sets(st.integers(1, num_nodes - 1),
+                        min_size=num_components - 1, max_size=num_components - 1))
+    bounds = [0, *sorted(cuts), num_nodes]
     return [b - a for a, b in zip(bounds, bounds[1:])]
 
 
@@ -128,13 +130,17 @@ def graph_signals(
 
 @st.composite
 def step_sizes(draw, L: Tensor, strict: bool = False) -> float:
-    """A step size ``eta`` in (0, 2/lambda_max], or (0, 2/lambda_max) if ``strict``.
+    """A step size ``eta`` in [1e-6, 1] * 2/lambda_max, the upper end excluded if ``strict``.
 
-    The fraction of the bound is drawn, so the endpoint 2/lambda_max itself is
-    a likely example. An edgeless graph (lambda_max = 0) gets eta in (0, 1].
+    ``L`` must be symmetric. For the random-walk Laplacian pass ``L_sym``, which
+    has the same spectrum: a general eigensolver on ``L_rw`` can fail to
+    converge on graphs with repeated eigenvalues. The fraction of the bound is
+    drawn, so the endpoint 2/lambda_max itself is a likely example. An edgeless
+    graph (lambda_max = 0) gets eta in [1e-6, 1].
     """
-    fraction = draw(st.floats(0.0, 1.0, exclude_min=True, exclude_max=strict))
-    # eigvals, not eigvalsh: L may be the non-symmetric random-walk Laplacian, and the
-    # strategy should not lean on the code under test (structlora.theory.lambda_max).
-    top = float(torch.linalg.eigvals(L.to(torch.float64)).real.max()) if L.numel() else 0.0
+    if not torch.equal(L, L.mT):
+        raise ValueError("step_sizes needs a symmetric L; for 'rw' pass the 'sym' Laplacian")
+    # At least 1e-6 of the bound: subnormal fractions would round eta to 0.
+    fraction = draw(st.floats(1e-6, 1.0, exclude_max=strict))
+    top = float(torch.linalg.eigvalsh(L.to(torch.float64))[-1]) if L.numel() else 0.0
     return fraction * 2.0 / top if top > 0 else fraction

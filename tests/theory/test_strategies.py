@@ -71,7 +71,13 @@ def test_step_sizes_lie_in_the_stable_range(strict, data):
     top = np.linalg.eigvalsh(L.numpy())[-1]
     bound = 2 / top if top > 0 else 1.0
     assert eta > 0
-    # 1e-12 relative: eigvals (strategy) and eigvalsh (here) differ by a few ulps.
+    # 1e-12 relative: torch and numpy eigvalsh differ by a few ulps.
     assert eta <= bound * (1 + 1e-12)
     if strict:
         assert eta < bound * (1 + 1e-12)
+
+
+def test_step_sizes_reject_a_non_symmetric_laplacian():
+    L_rw = torch.tensor([[1.0, -1.0], [-0.5, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="symmetric L; for 'rw' pass the 'sym' Laplacian"):
+        step_sizes(L_rw).example()
