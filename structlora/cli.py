@@ -49,9 +49,11 @@ def _field_parser(f: dataclasses.Field):
     return _none_or(str) if "None" in ann else str
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         if str(f.type) == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML or JSON file of options")
     train.add_argument("--output-dir", required=True, help="where the run's artefacts go")
     add_config_flags(train, RunConfig)
-    add_config_flags(train, StructLoRAConfig)
+    add_config_flags(train, StructLoRAConfig, skip=("seed",))  # --seed (RunConfig) seeds both
     ev = sub.add_parser("eval", help="accuracy of a trained run on a data split")
     ev.add_argument("run_dir", help="output directory of `structlora train`")
     ev.add_argument("--split", choices=["validation", "test"], default="test")

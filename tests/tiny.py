@@ -19,7 +19,8 @@ VOCAB = 50
 def tiny_bert(num_labels: int = 2, layers: int = 2, seed: int = 0):
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=32, num_labels=num_labels)
+                     intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # deterministic training
     return BertForSequenceClassification(cfg).eval()
 
 

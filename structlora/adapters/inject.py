@@ -61,8 +61,12 @@ def find_targets(
     return names
 
 
+ADAPTER_PARTS = {"base_layer", "lora_A", "lora_B", "gate", "lora_dropout"}
+
+
 def _inside_adapter(name: str) -> bool:
-    return ".base_layer" in name or name.endswith("base_layer") or ".lora_" in name or ".gate" in name
+    """Is ``name`` a submodule of a GatedLoRALayer (its base layer, gate, ...)?"""
+    return any(part in ADAPTER_PARTS for part in name.split("."))
 
 
 def _sample_linear_names(model: nn.Module, limit: int = 6) -> str:

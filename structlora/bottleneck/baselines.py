@@ -56,7 +56,8 @@ class RandomBottleneck(Bottleneck):
         k = _rank_budget(type(self).__name__, self.k, r)
         key = name if name is not None else f"#{self._created}"
         self._created += 1
-        g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{key}".encode()))  # stable across runs, unlike hash()
+        # crc32 is stable across processes, unlike the salted hash() of a str
+        g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{key}".encode()))
         gate = FixedMaskGate(r)
         gate.keep_only(torch.randperm(r, generator=g)[:k])
         return gate

@@ -36,7 +36,8 @@ def pairwise_sq_dists(x: Tensor) -> Tensor:
         x ``(n, d)`` -> ``(n, n)``.
     """
     sq = x.pow(2).sum(-1)  # (n,)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0.0)  # (n, n), Gram form: O(n^2 d), no (n, n, d)
+    # Gram form: O(n^2 d) time, no (n, n, d) tensor; clamp the rounding below 0
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min(0.0)  # (n, n)
     d2 = 0.5 * (d2 + d2.T)  # matmul rounding is not symmetric bit for bit
     return d2 * (1.0 - torch.eye(x.shape[0], dtype=x.dtype, device=x.device))
 

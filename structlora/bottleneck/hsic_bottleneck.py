@@ -78,6 +78,12 @@ class HSICBottleneck(Bottleneck):
         return nhsic(k_z, k_x) - self.gamma * nhsic(k_z, label_kernel)
 
     def _recorded(self, name: str, layer: GatedLoRALayer, n: int) -> tuple[Tensor, Tensor]:
+        if not layer.training:
+            raise ValueError(
+                f"the {self.name!r} estimator is a training-time penalty, but adapter {name!r} is in "
+                "eval mode, so it recorded nothing for this batch; call penalty() after a forward "
+                "in training mode (model.train()), and skip it in evaluation"
+            )
         stats = layer.recorded
         if "z" not in stats or "x" not in stats:
             raise ValueError(

@@ -24,7 +24,7 @@ class Registry:
 
     def add(self, name: str, cls: type) -> type:
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
-            raise TypeError(f"can only register {self.base.__name__} subclasses as a {self.kind}, got {cls!r}")
+            raise TypeError(f"a {self.kind} must be a {self.base.__name__} subclass, got {cls!r}")
         clash = [n for n in self.classes if _normalize(n) == _normalize(name)]
         if clash:
             raise ValueError(

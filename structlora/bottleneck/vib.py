@@ -40,4 +40,5 @@ class VIBBottleneck(Bottleneck):
         return kl.mean() if kl.numel() else zero_penalty(layers)
 
     def extra_repr(self) -> str:
-        return f"init_mean={self.init_mean:g}, log_sigma2_init={self.log_sigma2_init:g}, threshold={self.threshold:g}"
+        return (f"init_mean={self.init_mean:g}, log_sigma2_init={self.log_sigma2_init:g}, "
+                f"threshold={self.threshold:g}")

@@ -129,7 +129,8 @@ def laplacian_from_adjacency(W: Tensor, normalization: str = "sym") -> Tensor:
     eye = torch.eye(W.size(0), dtype=W.dtype, device=W.device)
     if normalization == "sym":
         d_inv_sqrt = _safe_inverse_power(deg, -0.5)
-        return eye - d_inv_sqrt[:, None] * W * d_inv_sqrt[None, :]
+        # The outer product first keeps L exactly symmetric (a*b == b*a in floating point).
+        return eye - W * (d_inv_sqrt[:, None] * d_inv_sqrt[None, :])
     return eye - _safe_inverse_power(deg, -1.0)[:, None] * W
 
 

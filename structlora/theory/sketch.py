@@ -61,7 +61,7 @@ def jl_projection(
 
 
 def _check_projections(d_out: int, d_in: int, P: Tensor, Q: Tensor) -> None:
-    if P.dim() != 2 or P.size(0) != d_out or Q.dim() != 2 or Q.size(0) != d_in:
+    if P.dim() < 2 or P.size(-2) != d_out or Q.dim() < 2 or Q.size(-2) != d_in:
         raise ValueError(
             f"an update of shape (d_out, d_in) = ({d_out}, {d_in}) needs P of shape "
             f"({d_out}, k) and Q of shape ({d_in}, k), found P {tuple(P.shape)} and "
@@ -76,14 +76,18 @@ def sketch_dense(delta: Tensor, P: Tensor, Q: Tensor) -> Tensor:
         \mathbb{E}\,\langle s(\Delta W_i), s(\Delta W_j) \rangle
         = \langle \Delta W_i, \Delta W_j \rangle_F
 
+    Leading batch dimensions broadcast, as in ``torch.matmul``: a stack of
+    updates (one per node) with one ``(P, Q)``, or one update with a stack of
+    independent ``(P, Q)`` draws.
+
     Args:
-        delta: update :math:`\Delta W`, optionally with leading batch dimensions
-            (one update per node).
+        delta: update :math:`\Delta W`.
         P: projection of the output side, from :func:`jl_projection`.
         Q: projection of the input side, from :func:`jl_projection`.
 
     Shapes:
-        delta ``(..., d_out, d_in)``, P ``(d_out, k)``, Q ``(d_in, k)`` -> ``(..., k*k)``.
+        delta ``(..., d_out, d_in)``, P ``(..., d_out, k)``, Q ``(..., d_in, k)``
+        -> ``(..., k*k)``.
     """
     if delta.dim() < 2:
         raise ValueError(f"delta must be (..., d_out, d_in), found shape {tuple(delta.shape)}")

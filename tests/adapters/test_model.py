@@ -193,3 +193,11 @@ def test_non_finite_checkpoint_refused_and_previous_kept(tmp_path):
         model.save(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "structlora_state.safetensors").read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary left behind
+
+
+def test_llama_gate_proj_is_adaptable():
+    from tests.tiny import tiny_llama
+
+    model = wrap(tiny_llama(), target_modules=["gate_proj", "up_proj"])
+    assert len(model.adapters) == 4
+    assert len(wrap(tiny_llama(), target_modules="all-linear").adapters) == 2 * 7

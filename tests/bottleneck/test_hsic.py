@@ -166,6 +166,12 @@ def test_hsic_needs_recorded_stats():
         HSICBottleneck().penalty({"q": layer}, torch.tensor([0, 1, 0, 1]))
 
 
+def test_hsic_refuses_stale_stats_in_eval_mode():
+    layer = recorded_layer(n=4).eval()  # stats from the training forward are still there
+    with pytest.raises(ValueError, match=r"adapter 'q' is in eval mode, so it recorded nothing for this batch"):
+        HSICBottleneck().penalty({"q": layer}, torch.tensor([0, 1, 0, 1]))
+
+
 def test_hsic_labels_must_match_the_recorded_batch():
     with pytest.raises(ValueError, match="got labels for 4 examples but adapter 'q' recorded 6"):
         HSICBottleneck().penalty({"q": recorded_layer(n=6)}, torch.tensor([0, 1, 0, 1]))

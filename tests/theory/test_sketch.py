@@ -23,15 +23,17 @@ def _generator(seed: int) -> torch.Generator:
 
 @pytest.fixture(scope="module")
 def projections():
-    """NUM_SEEDS independent (P, Q) pairs for each k, one seed per pair."""
-    pairs = {}
+    """For each k, NUM_SEEDS independent (P, Q) pairs, one seed per pair, stacked
+    to (NUM_SEEDS, d, k) so that each statistic is one batched matmul."""
+    stacked = {}
     for k in SKETCH_DIMS:
-        pairs[k] = []
+        pairs = []
         for seed in range(NUM_SEEDS):
             g = _generator(seed)
-            pairs[k].append((jl_projection(D_OUT, k, g, dtype=torch.float64),
-                             jl_projection(D_IN, k, g, dtype=torch.float64)))
-    return pairs
+            pairs.append((jl_projection(D_OUT, k, g, dtype=torch.float64),
+                          jl_projection(D_IN, k, g, dtype=torch.float64)))
+        stacked[k] = tuple(torch.stack(side) for side in zip(*pairs))
+    return stacked
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,8 @@ def _predicted_relative_rms(delta: torch.Tensor, k: int) -> float:
 @pytest.mark.parametrize("k", SKETCH_DIMS)
 def test_sketched_inner_product_is_unbiased(projections, updates, k):
     A, B = updates["A"], updates["B"]
-    estimates = torch.stack([sketch_dense(A, P, Q) @ sketch_dense(B, P, Q) for P, Q in projections[k]])
+    P, Q = projections[k]
+    estimates = (sketch_dense(A, P, Q) * sketch_dense(B, P, Q)).sum(-1)  # (NUM_SEEDS,)
     truth = float((A * B).sum())
     standard_error = float(estimates.std()) / math.sqrt(NUM_SEEDS)
     assert abs(float(estimates.mean()) - truth) <= Z * standard_error
@@ -67,7 +70,8 @@ def test_sketched_inner_product_is_unbiased(projections, updates, k):
 @pytest.mark.parametrize("k", SKETCH_DIMS)
 def test_sketched_energy_error_matches_the_exact_variance(projections, updates, k):
     A = updates["A"]
-    estimates = torch.stack([sketch_dense(A, P, Q).pow(2).sum() for P, Q in projections[k]])
+    P, Q = projections[k]
+    estimates = sketch_dense(A, P, Q).pow(2).sum(-1)  # (NUM_SEEDS,)
     errors = _relative_errors(estimates, float(A.pow(2).sum()))
     assert abs(float(errors.mean())) <= Z * float(errors.std()) / math.sqrt(NUM_SEEDS)
     # The RMS of NUM_SEEDS heavy-ish tailed draws is within ~5% (1 sigma) of its
@@ -84,7 +88,7 @@ def test_relative_error_falls_like_one_over_sqrt_k(projections, updates):
     truth = float(delta.pow(2).sum())
     rms = {}
     for k in (4, 64):
-        estimates = torch.stack([sketch_dense(delta, P, Q).pow(2).sum() for P, Q in projections[k]])
+        estimates = sketch_dense(delta, *projections[k]).pow(2).sum(-1)  # (NUM_SEEDS,)
         rms[k] = float(_relative_errors(estimates, truth).pow(2).mean().sqrt())
     predicted = _predicted_relative_rms(delta, 4) / _predicted_relative_rms(delta, 64)
     assert 4.0 <= predicted <= 4.5
@@ -98,8 +102,10 @@ def test_sketched_layer_drift_energy_is_unbiased(projections, updates):
     edge_weight = torch.tensor([1.0, 1.0, 0.5, 0.5, 2.0, 2.0, 0.3, 0.3], dtype=torch.float64)
     gaps = (deltas[edge_index[0]] - deltas[edge_index[1]]).pow(2).sum(dim=(1, 2))
     truth = 0.5 * float((edge_weight * gaps).sum())
-    estimates = torch.tensor([layer_drift_energy(sketch_dense(deltas, P, Q), edge_index, edge_weight)
-                              for P, Q in projections[16]], dtype=torch.float64)
+    P, Q = projections[16]
+    sketches = sketch_dense(deltas, P[:, None], Q[:, None])  # (NUM_SEEDS, 4, k*k)
+    estimates = torch.tensor([layer_drift_energy(nodes, edge_index, edge_weight) for nodes in sketches],
+                             dtype=torch.float64)
     standard_error = float(estimates.std()) / math.sqrt(NUM_SEEDS)
     assert abs(float(estimates.mean()) - truth) <= Z * standard_error
 
@@ -129,7 +135,7 @@ def test_lowrank_sketch_equals_dense_sketch(d_out, d_in, r, k, seed, scaling, ga
 
 
 @given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 5))
-def test_sketch_is_linear_and_batched(seed, k):
+def test_sketch_is_linear_and_broadcasts(seed, k):
     g = _generator(seed)
     deltas = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
     P, Q = jl_projection(4, k, g, dtype=torch.float64), jl_projection(5, k, g, dtype=torch.float64)
@@ -137,6 +143,9 @@ def test_sketch_is_linear_and_batched(seed, k):
     assert batched.shape == (3, k * k)
     for i in range(3):
         torch.testing.assert_close(batched[i], sketch_dense(deltas[i], P, Q), rtol=1e-12, atol=1e-12)
+    draws = torch.stack([P, 2 * P]), torch.stack([Q, Q])  # a batch of projections
+    torch.testing.assert_close(sketch_dense(deltas[0], *draws), torch.stack([batched[0], 2 * batched[0]]),
+                               rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(sketch_dense(deltas[0] + 2 * deltas[1], P, Q), batched[0] + 2 * batched[1],
                                rtol=1e-12, atol=1e-12)
 

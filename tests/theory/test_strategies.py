@@ -77,7 +77,8 @@ def test_step_sizes_lie_in_the_stable_range(strict, data):
         assert eta < bound * (1 + 1e-12)
 
 
-def test_step_sizes_reject_a_non_symmetric_laplacian():
+@given(data=st.data())
+def test_step_sizes_reject_a_non_symmetric_laplacian(data):
     L_rw = torch.tensor([[1.0, -1.0], [-0.5, 1.0]], dtype=torch.float64)
     with pytest.raises(ValueError, match="symmetric L; for 'rw' pass the 'sym' Laplacian"):
-        step_sizes(L_rw).example()
+        data.draw(step_sizes(L_rw))
