@@ -121,8 +121,42 @@ def load_hf_dataset(name: str, text_column: str = "text", label_column: str = "l
     return TextSplits(col(train), col(val), col(test), num_labels)
 
 
+LOCAL_SPLIT = (0.2, 0.1)  # (test, validation) fractions of a local file
+
+
+def load_local_file(path: str | os.PathLike, train_size: int | None = None) -> TextSplits:
+    """A local ``.jsonl`` (``{"text": ..., "label": ...}`` per line) or ``.csv`` / ``.tsv``
+    file with ``text`` and ``label`` columns; split 70/10/20 (train/validation/test)
+    by the same seeded permutation as the packaged sets."""
+    import csv
+    import json
+
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    elif path.suffix in (".csv", ".tsv"):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+    else:
+        raise ValueError(f"data file {path} must be .jsonl, .csv or .tsv with 'text' and 'label' fields")
+    if len(rows) < 10 or any("text" not in r or "label" not in r for r in rows):
+        raise ValueError(f"data file {path} needs at least 10 rows, each with 'text' and 'label'")
+    texts, labels = [str(r["text"]) for r in rows], [int(r["label"]) for r in rows]
+    order = list(range(len(rows)))
+    random.Random(SPLIT_SEED).shuffle(order)
+    n_test, n_val = (max(1, int(f * len(rows))) for f in LOCAL_SPLIT)
+    pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+    train_idx = order[n_test + n_val:][:train_size]
+    return TextSplits(pick(train_idx), pick(order[n_test:n_test + n_val]), pick(order[:n_test]),
+                      num_labels=max(labels) + 1)
+
+
 def load_text_data(name: str, train_size: int | None = None) -> TextSplits:
-    """Offline sentiment sets by name, anything else through ``datasets``."""
+    """Offline sentiment sets by name, a local file by path, anything else through ``datasets``."""
     if name in FILES:
         return load_sentiment(name, train_size)
+    if Path(name).suffix in (".jsonl", ".csv", ".tsv"):
+        if not Path(name).exists():
+            raise FileNotFoundError(f"data file {name} does not exist")
+        return load_local_file(name, train_size)
     return load_hf_dataset(name, train_size=train_size)

@@ -62,7 +62,7 @@ def smooth_step(x: Tensor, L: Tensor, eta: float) -> Tensor:
     Shapes:
         x ``(N, F)`` or ``(N,)``, L ``(N, N)`` -> same shape as x.
     """
-    return x + eta * (L @ x)
+    return x - eta * (L @ x)
 
 
 def smooth(x: Tensor, L: Tensor, eta: float, steps: int = 1) -> Tensor:
