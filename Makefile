@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 train: $(STAMP)
-	$(VENV)/bin/structlora train --output-dir runs/default
+	$(VENV)/bin/structlora train --config configs/minilm-movie-reviews.yaml --output-dir runs/default
 
 test: $(STAMP)
 	$(PY) -m pytest -q
