@@ -77,6 +77,9 @@ def read_config_file(path: str) -> dict:
         raise CLIError(f"config file {path} could not be parsed: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise CLIError(f"config file {path} must hold a mapping of option: value, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise CLIError(f"config file {path}: option names must be strings, got {bad[0]!r}")
     return data
 
 
@@ -88,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune and write metrics, checkpoint and PEFT adapter")
     train.add_argument("--config", help="YAML or JSON file of options")
     train.add_argument("--output-dir", required=True, help="where the run's artefacts go")
+    train.add_argument("--resume", metavar="DIR", help="continue an interrupted run from a checkpoint "
+                       "(a step-* directory, or the checkpoint directory: its newest); other options "
+                       "default to the checkpoint's and may not change the run")
     add_config_flags(train, RunConfig)
     add_config_flags(train, StructLoRAConfig, skip=("seed",))  # --seed (RunConfig) seeds both
     ev = sub.add_parser("eval", help="accuracy of a trained run on a data split")
@@ -104,28 +110,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .run import default_lora_options, split_options, train_run
+    from .distributed import is_main_process
+    from .run import default_lora_options, read_run_config, split_options, train_run
 
     opts = read_config_file(args.config) if args.config else {}
-    opts.update({k: v for k, v in vars(args).items() if k not in ("command", "config", "output_dir")})
-    model_name = opts.get("model", "minilm")
-    opts = {**default_lora_options(model_name), **opts}
+    opts.update({k: v for k, v in vars(args).items() if k not in ("command", "config", "output_dir", "resume")})
+    if args.resume:
+        saved = read_run_config(args.resume)
+        opts = {**saved["run"], **saved["structlora"], **opts}
+    elif isinstance(opts.get("model", "minilm"), str):
+        opts = {**default_lora_options(opts.get("model", "minilm")), **opts}
     run, lora = split_options(opts)
     _validate_strategies(lora)
-    metrics = train_run(run, lora, args.output_dir)
+    metrics = train_run(run, lora, args.output_dir, resume=args.resume)
+    if not is_main_process():
+        return 0
     out = Path(args.output_dir)
     ranks = metrics["effective_ranks"]
-    print(f"test accuracy: {metrics['test_accuracy']:.4f}  validation accuracy: {metrics['validation_accuracy']:.4f}")
+    if metrics["test_accuracy"] is not None:
+        print(f"test accuracy: {metrics['test_accuracy']:.4f}  ", end="")
+    print(f"validation accuracy: {metrics['validation_accuracy']:.4f}")
     print(f"effective ranks: {sum(ranks.values())} directions over {len(ranks)} adapters "
           f"(min {min(ranks.values())}, max {max(ranks.values())})")
+    if metrics["skipped_steps"]:
+        print(f"skipped steps (non-finite loss or gradient): {metrics['skipped_steps']}")
     print(f"PEFT adapter: {out / 'adapter'}   structlora checkpoint: {out / 'checkpoint'}   metrics: {out / 'metrics.json'}")
     return 0
 
 
 def _validate_strategies(lora: StructLoRAConfig) -> None:
-    from .strategies import resolve_strategies
+    """Resolve both strategies (and one gate) now, so a bad name or kwarg fails before any loading."""
+    from .bottleneck import resolve_bottleneck
+    from .graph import resolve_coordinator
 
-    resolve_strategies(lora)
+    bottleneck = _resolve("bottleneck", resolve_bottleneck, lora.bottleneck, lora.bottleneck_kwargs)
+    try:
+        bottleneck.make_gate(lora.r, "probe")
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"bottleneck_kwargs={lora.bottleneck_kwargs!r} is invalid: {e}") from None
+    _resolve("coordinator", resolve_coordinator, lora.coordinator, lora.coordinator_kwargs,
+             in_channels=lora.sketch_size**2)
+
+
+def _resolve(field: str, resolve, query, kwargs: dict, **fixed):
+    try:
+        resolve(query, **fixed)
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"{field}={query!r} is invalid: {e}") from None
+    try:
+        return resolve(query, **fixed, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"{field}_kwargs={kwargs!r} is invalid for {field}={query!r}: {e}") from None
 
 
 def _load_run(run_dir: str):
@@ -192,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, ValueError, TypeError, FileNotFoundError) as e:
         print(f"structlora {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
+    except (RuntimeError, FloatingPointError) as e:
         print(f"structlora {args.command}: error: {e}", file=sys.stderr)
         return 1
 

@@ -87,3 +87,32 @@ class GraphCoordination(nn.Module):
 
     def remove_hooks(self) -> None:
         self.grad_sketcher.remove()
+
+    # --- checkpoints (structlora.resume) ---
+    def discard_pending(self) -> None:
+        """Forget gradient sketches captured by a step that was skipped (non-finite values)."""
+        self.grad_sketcher._pending = {}
+
+    def training_state(self) -> tuple[dict[str, Tensor], dict]:
+        """``(tensors, meta)``: the layer graph, the gradient-sketch EMA and the refresh schedule."""
+        g = self.graph
+        tensors = {"graph.x": g.x, "graph.edge_index": g.edge_index, "graph.edge_weight": g.edge_weight,
+                   "graph.edge_type": g.edge_type}
+        if self.grad_sketcher._state is not None:
+            tensors["grad_sketches"] = self.grad_sketcher._state
+        meta = {"num_updates": self.grad_sketcher.num_updates, "armed": self.grad_sketcher.armed}
+        return tensors, meta
+
+    @torch.no_grad()
+    def load_training_state(self, tensors: dict[str, Tensor], meta: dict) -> None:
+        """Restore what :meth:`training_state` returned (tensors moved to the sketches' device)."""
+        device = next(iter(self.sketcher.buffers())).device
+        graph = self.builder.build(tensors["graph.x"].to(device))  # names, block, shape
+        for key in ("edge_index", "edge_weight", "edge_type"):
+            graph[key] = tensors[f"graph.{key}"].to(device)
+        self.graph = graph
+        ema = tensors.get("grad_sketches")
+        self.grad_sketcher._state = None if ema is None else ema.to(device, self.grad_sketcher.dtype).clone()
+        self.grad_sketcher.num_updates = int(meta["num_updates"])
+        self.grad_sketcher.armed = bool(meta["armed"])
+        self.grad_sketcher._pending = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -96,7 +97,7 @@ class StructLoRAModel(nn.Module):
     def loss(self, task_loss: Tensor, batch: dict | None = None) -> Tensor:
         r"""``task + beta * L_IB + lam * L_coord (+ L_den)``; each term is kept in ``loss_terms``."""
         c = self.config
-        labels = batch.get("labels") if isinstance(batch, dict) else None
+        labels = batch.get("labels") if isinstance(batch, Mapping) else None  # dict or BatchEncoding
         ib = self.bottleneck.penalty(self.adapters, labels) if c.beta > 0 else task_loss.new_zeros(())
         total = task_loss + c.beta * ib
         terms = {"task": task_loss, "ib": ib}
@@ -118,6 +119,45 @@ class StructLoRAModel(nn.Module):
         if self.coordination is not None:
             info["graph_refreshed"] = float(self.coordination.after_step(self.global_step))
         return info
+
+    def discard_step(self) -> None:
+        """Instead of :meth:`step` when a step is skipped: forget what its backward pass captured."""
+        if self.coordination is not None:
+            self.coordination.discard_pending()
+
+    def training_state(self) -> tuple[dict[str, Tensor], dict]:
+        """``(tensors, meta)``: what besides :meth:`adapter_state` determines the rest of a run
+        (step counter, gradient-sketch EMA, layer graph). Optimizer and RNG are the loop's."""
+        tensors, meta = {}, {"global_step": self.global_step}
+        if self.coordination is not None:
+            coord_tensors, meta["coordination"] = self.coordination.training_state()
+            tensors = {f"coordination.{k}": t for k, t in coord_tensors.items()}
+        return tensors, meta
+
+    def load_training_state(self, tensors: dict[str, Tensor], meta: dict) -> None:
+        """Restore what :meth:`training_state` returned."""
+        if (self.coordination is None) != ("coordination" not in meta):
+            raise ValueError(
+                "training state does not match the model: it was saved "
+                f"{'with' if 'coordination' in meta else 'without'} a graph coordinator; "
+                "resume with the same StructLoRAConfig"
+            )
+        self.global_step = int(meta["global_step"])
+        if self.coordination is not None:
+            prefix = "coordination."
+            own = {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}
+            self.coordination.load_training_state(own, meta["coordination"])
+
+    @property
+    def _ddp_params_and_buffers_to_ignore(self) -> list[str]:
+        """What ``DistributedDataParallel`` must leave alone: the coordination module.
+
+        Its losses are computed outside ``forward``, where DDP cannot track them;
+        ``structlora.distributed.sync_coordinator_grads`` averages its gradients instead.
+        """
+        return [n for n, _ in self.named_parameters() if n.startswith("coordination.")] + [
+            n for n, _ in self.named_buffers() if n.startswith("coordination.")
+        ]
 
     def layer_graph(self):
         """The current layer graph, a ``torch_geometric.data.Data`` (see docs/graph.md)."""

@@ -30,3 +30,13 @@ def test_trainer_runs_and_logs_terms(tmp_path):
     assert any(".gate." in n for n in changed) and any("lora_B" in n for n in changed)
     metrics = trainer.evaluate()
     assert "eval_loss" in metrics and metrics["eval_loss"] > 0
+
+
+def test_loss_reads_labels_from_batch_encoding():
+    """Collators return BatchEncoding (a UserDict, not a dict): labels must still reach HSIC."""
+    from transformers import BatchEncoding
+
+    model = wrap(tiny_bert(), StructLoRAConfig(r=2, bottleneck="hsic")).train()
+    batch = BatchEncoding(tiny_batch("bert", n=4))
+    loss = model.loss(model(**batch).loss, batch)
+    assert torch.isfinite(loss) and model.loss_terms["ib"] != 0.0
