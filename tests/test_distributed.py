@@ -58,7 +58,30 @@ def _worker(assets: Path, out: Path) -> int:
     _dump(train_run_(run, StructLoRAConfig(**GCN_LORA))["model"], out, "gcn")
     _dump(_hf_trainer_run(assets, out), out, "trainer")
     _dump(_accelerate_run(assets), out, "accelerate")
+    _dump(_nan_on_rank1_run(assets, out), out, "nan")
     return code
+
+
+def _nan_on_rank1_run(assets: Path, out: Path):
+    """fit() with a NaN loss on rank 1 only, at step 3: every rank must skip that step."""
+    from structlora import make_optimizer
+    from structlora.distributed import rank, wrap_ddp
+    from structlora.training import fit
+
+    model = _gcn_model(assets)
+    calls = []
+
+    def poison(module, inputs, output):
+        calls.append(1)
+        if rank() == 1 and len(calls) == 3:
+            return output * float("nan")
+
+    model.base_model.classifier.register_forward_hook(poison)
+    loader = torch.utils.data.DataLoader(_rows(24), batch_size=4,
+                                         sampler=torch.utils.data.DistributedSampler(_rows(24), shuffle=False))
+    history = fit(wrap_ddp(model), make_optimizer(model, 1e-2), loader, epochs=1, progress=False)
+    (out / f"nan-history-rank{rank()}.json").write_text(json.dumps([bool(r.get("skipped")) for r in history]))
+    return model
 
 
 def _gcn_model(assets: Path):
@@ -122,7 +145,7 @@ def _load(root: Path, name: str, rank: int) -> dict:
     return load_file(str(root / f"{name}-rank{rank}.safetensors"))
 
 
-@pytest.mark.parametrize("name", ["cli", "gcn", "trainer", "accelerate"])
+@pytest.mark.parametrize("name", ["cli", "gcn", "trainer", "accelerate", "nan"])
 def test_ranks_hold_identical_parameters_gates_and_graph(two_ranks, name):
     _, root = two_ranks
     r0, r1 = _load(root, name, 0), _load(root, name, 1)
@@ -134,6 +157,9 @@ def test_ranks_hold_identical_parameters_gates_and_graph(two_ranks, name):
         assert any(k.endswith("gate.pruned") and bool(r0[k].any()) for k in r0)  # pruning happened
     for key in r0:
         assert torch.equal(r0[key], r1[key]), key  # bit for bit: DDP averages, then identical updates
+    if name == "nan":  # a non-finite loss on one rank is skipped by all
+        skipped = [json.loads((root / f"nan-history-rank{r}.json").read_text()) for r in (0, 1)]
+        assert skipped[0] == skipped[1] == [False, False, True]
     metrics = json.loads((root / "run" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 8 and metrics["replica_max_abs_diff"] == 0.0
 
