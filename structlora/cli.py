@@ -146,7 +146,7 @@ def _validate_strategies(lora: StructLoRAConfig) -> None:
     bottleneck = _resolve("bottleneck", resolve_bottleneck, lora.bottleneck, lora.bottleneck_kwargs)
     try:
         bottleneck.make_gate(lora.r, "probe")
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:
         raise CLIError(f"bottleneck_kwargs={lora.bottleneck_kwargs!r} is invalid: {e}") from None
     _resolve("coordinator", resolve_coordinator, lora.coordinator, lora.coordinator_kwargs,
              in_channels=lora.sketch_size**2)
@@ -155,11 +155,11 @@ def _validate_strategies(lora: StructLoRAConfig) -> None:
 def _resolve(field: str, resolve, query, kwargs: dict, **fixed):
     try:
         resolve(query, **fixed)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:
         raise CLIError(f"{field}={query!r} is invalid: {e}") from None
     try:
         return resolve(query, **fixed, **kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:
         raise CLIError(f"{field}_kwargs={kwargs!r} is invalid for {field}={query!r}: {e}") from None
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,19 @@ def _is_number(v: Any) -> bool:
 
 
 def _is_names(v: Any, empty: bool) -> bool:
-    """A pattern string, or a list / tuple of module names (non-empty unless ``empty``)."""
+    """A regex string (or 'all-linear'), or a list / tuple of module names (non-empty unless ``empty``)."""
     if isinstance(v, str):
+        try:
+            re.compile(v)
+        except re.error:
+            return False
         return v != ""
     return isinstance(v, (list, tuple)) and (empty or len(v) > 0) and all(isinstance(n, str) and n for n in v)
+
+
+def _is_strategy(v: Any, base: type) -> bool:
+    """A registry name, a ``base`` subclass or a ``base`` instance."""
+    return (isinstance(v, str) and v != "") or (isinstance(v, type) and issubclass(v, base)) or isinstance(v, base)
 
 
 def _check(cond: bool, name: str, value: Any, allowed: str) -> None:
@@ -72,52 +82,15 @@ class StructLoRAConfig:
     seed: int = 0  # seeds the sketches and seeded filters
 
     def __post_init__(self) -> None:
-        _check(_is_int(self.r) and self.r > 0, "r", self.r, "use a positive integer")
-        _check(self.alpha is None or (_is_number(self.alpha) and self.alpha > 0), "alpha", self.alpha,
-               "use a positive finite number or None")
-        _check(_is_number(self.dropout) and 0.0 <= self.dropout < 1.0, "dropout", self.dropout, "use 0 <= dropout < 1")
-        _check(isinstance(self.use_rslora, bool), "use_rslora", self.use_rslora, "use true or false")
-        _check(_is_names(self.target_modules, empty=False), "target_modules", self.target_modules,
-               "use a non-empty list of names, a regex string or 'all-linear'")
-        _check(self.exclude_modules is None or _is_names(self.exclude_modules, empty=True), "exclude_modules",
-               self.exclude_modules, "use None, a list of names or a regex string")
-        _check(self.modules_to_save is None or _is_names(self.modules_to_save, empty=True), "modules_to_save",
-               self.modules_to_save, "use a list of module names")
+        for f in dataclasses.fields(self):  # in field order: r is checked before target_rank
+            test, allowed = _RULES[f.name]
+            value = getattr(self, f.name)
+            _check(test(value, self), f.name, value, allowed.format(r=self.r))
         self.target_modules = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
         if isinstance(self.exclude_modules, tuple):
             self.exclude_modules = list(self.exclude_modules)
         saved = self.modules_to_save or []
         self.modules_to_save = [saved] if isinstance(saved, str) else list(saved)  # one name or a list
-        for name in ("bottleneck_kwargs", "coordinator_kwargs"):
-            v = getattr(self, name)
-            _check(isinstance(v, dict) and all(isinstance(k, str) for k in v), name, v,
-                   "use a mapping of argument name to value")
-        for name in ("beta", "lam", "denoise_c"):
-            v = getattr(self, name)
-            _check(_is_number(v) and v >= 0, name, v, "use a finite number >= 0")
-        _check(_is_number(self.prune_threshold) and 0.0 <= self.prune_threshold <= 1.0, "prune_threshold",
-               self.prune_threshold, "use a value in [0, 1]")
-        _check(self.prune_after is None or (_is_int(self.prune_after) and self.prune_after >= 0), "prune_after",
-               self.prune_after, "use None or an integer >= 0")
-        _check(_is_int(self.prune_every) and self.prune_every >= 1, "prune_every", self.prune_every, "use an integer >= 1")
-        _check(self.target_rank is None or (_is_int(self.target_rank) and 1 <= self.target_rank <= self.r),
-               "target_rank", self.target_rank, f"use None or 1..r (r={self.r})")
-        _check(self.keep_ratio is None or (_is_number(self.keep_ratio) and 0.0 < self.keep_ratio <= 1.0),
-               "keep_ratio", self.keep_ratio, "use None or a value in (0, 1]")
-        _check(_is_int(self.coord_warmup) and self.coord_warmup >= 0, "coord_warmup", self.coord_warmup,
-               "use an integer >= 0")
-        _check(isinstance(self.coord_normalize, bool), "coord_normalize", self.coord_normalize, "use true or false")
-        _check(_is_int(self.sketch_size) and self.sketch_size >= 1, "sketch_size", self.sketch_size, "use an integer >= 1")
-        _check(_is_int(self.refresh_every) and self.refresh_every >= 1, "refresh_every", self.refresh_every,
-               "use an integer >= 1")
-        _check(_is_number(self.tau) and -1.0 <= self.tau <= 1.0, "tau", self.tau, "a cosine threshold must lie in [-1, 1]")
-        _check(_is_int(self.semantic_top_k) and self.semantic_top_k >= 0, "semantic_top_k", self.semantic_top_k,
-               "use an integer >= 0")
-        _check(_is_number(self.grad_ema) and 0.0 <= self.grad_ema < 1.0, "grad_ema", self.grad_ema, "use 0 <= grad_ema < 1")
-        _check(isinstance(self.same_block_edges, bool), "same_block_edges", self.same_block_edges, "use true or false")
-        _check(_is_int(self.seed) and 0 <= self.seed < 2**63, "seed", self.seed, "use an integer in [0, 2**63)")
-        _check(self.bottleneck is not None, "bottleneck", self.bottleneck, "use a name, class or instance ('none' for plain LoRA)")
-        _check(self.coordinator is not None, "coordinator", self.coordinator, "use a name, class or instance ('none' for no coordination)")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict; strategies given as classes or instances are stored by registry name."""
@@ -137,3 +110,72 @@ class StructLoRAConfig:
                 f"StructLoRAConfig has no field(s) {unknown}; valid fields: {sorted(known)}"
             )
         return cls(**d)
+
+
+def _int_at_least(lo: int, optional: bool = False):
+    return lambda v, cfg: (optional and v is None) or (_is_int(v) and v >= lo)
+
+
+def _number_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False, optional: bool = False):
+    def test(v, cfg) -> bool:
+        if optional and v is None:
+            return True
+        return _is_number(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+    return test
+
+
+def _is_bool(v, cfg) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_kwargs(v, cfg) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+def _bottleneck(v, cfg) -> bool:
+    from .bottleneck import Bottleneck
+
+    return _is_strategy(v, Bottleneck)
+
+
+def _coordinator(v, cfg) -> bool:
+    from .graph import Coordinator
+
+    return _is_strategy(v, Coordinator)
+
+
+INF = math.inf
+BOOL = (_is_bool, "use true or false")
+# field -> (test(value, config), what is allowed; "{r}" is filled in)
+_RULES = {
+    "r": (_int_at_least(1), "use a positive integer"),
+    "alpha": (_number_in(0, INF, lo_open=True, optional=True), "use a positive finite number or None"),
+    "dropout": (_number_in(0, 1, hi_open=True), "use 0 <= dropout < 1"),
+    "use_rslora": BOOL,
+    "target_modules": (lambda v, cfg: _is_names(v, empty=False),
+                       "use a non-empty list of names, a valid regex string or 'all-linear'"),
+    "exclude_modules": (lambda v, cfg: v is None or _is_names(v, empty=True),
+                        "use None, a list of names or a valid regex string"),
+    "modules_to_save": (lambda v, cfg: v is None or _is_names(v, empty=True), "use a list of module names"),
+    "bottleneck": (_bottleneck, "use a name, Bottleneck class or instance ('none' for plain LoRA)"),
+    "bottleneck_kwargs": (_is_kwargs, "use a mapping of argument name to value"),
+    "beta": (_number_in(0, INF), "use a finite number >= 0"),
+    "prune_after": (_int_at_least(0, optional=True), "use None or an integer >= 0"),
+    "prune_every": (_int_at_least(1), "use an integer >= 1"),
+    "prune_threshold": (_number_in(0, 1), "use a value in [0, 1]"),
+    "target_rank": (lambda v, cfg: v is None or (_is_int(v) and 1 <= v <= cfg.r), "use None or 1..r (r={r})"),
+    "keep_ratio": (_number_in(0, 1, lo_open=True, optional=True), "use None or a value in (0, 1]"),
+    "coordinator": (_coordinator, "use a name, Coordinator class or instance ('none' for no coordination)"),
+    "coordinator_kwargs": (_is_kwargs, "use a mapping of argument name to value"),
+    "lam": (_number_in(0, INF), "use a finite number >= 0"),
+    "denoise_c": (_number_in(0, INF), "use a finite number >= 0"),
+    "coord_warmup": (_int_at_least(0), "use an integer >= 0"),
+    "coord_normalize": BOOL,
+    "sketch_size": (_int_at_least(1), "use an integer >= 1"),
+    "refresh_every": (_int_at_least(1), "use an integer >= 1"),
+    "tau": (_number_in(-1, 1), "a cosine threshold must lie in [-1, 1]"),
+    "semantic_top_k": (_int_at_least(0), "use an integer >= 0"),
+    "grad_ema": (_number_in(0, 1, hi_open=True), "use 0 <= grad_ema < 1"),
+    "same_block_edges": BOOL,
+    "seed": (lambda v, cfg: _is_int(v) and 0 <= v < 2**63, "use an integer in [0, 2**63)"),
+}

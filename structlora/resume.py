@@ -47,7 +47,8 @@ class LoopState:
     bad_in_a_row: int = 0  # consecutive skipped (non-finite) steps
     skipped: int = 0  # skipped steps in all
     history: list[dict] = field(default_factory=list)  # one record per step
-    rng: dict | None = None  # this rank's RNG states, restored when the loop reaches (epoch, batch)
+    epoch_rng: dict | None = None  # this rank's RNG states when `epoch` began (the loader's order)
+    rng: dict | None = None  # resuming: this rank's RNG states to restore at (epoch, batch)
 
 
 class CheckpointManager:
@@ -69,8 +70,9 @@ class CheckpointManager:
     def due(self, step: int) -> bool:
         return step % self.every == 0
 
-    def save(self, model, optimizer, scheduler, state: LoopState) -> Path:
-        rngs = gather_objects(rng_state())
+    def save(self, model, optimizer, scheduler, state: LoopState, loader=None) -> Path:
+        """Save after step ``state.step``; ``loader``: the training loader (its generators are saved)."""
+        rngs = gather_objects({"now": rng_state(loader), "epoch": state.epoch_rng})
         path = self.directory / f"{PREFIX}{state.step:08d}"
         error = None
         if is_main_process():
@@ -119,7 +121,11 @@ def find_checkpoint(path) -> Path:
 
 def write_checkpoint(path, model, optimizer, scheduler, state: LoopState, rngs: list[dict],
                      extra_json: dict[str, dict] | None = None) -> Path:
-    """Write one checkpoint atomically (rank 0's job; ``rngs`` holds every rank's RNG states)."""
+    """Write one checkpoint atomically (rank 0's job).
+
+    ``rngs`` holds every rank's RNG states, ``{"now": ..., "epoch": ...}``: at
+    this step and when the current epoch began.
+    """
     model_tensors, model_meta = model.training_state()
     opt_tensors, opt_meta = _optimizer_to_files(optimizer)
     rng_tensors, rng_meta = _rngs_to_files(rngs)
@@ -154,9 +160,11 @@ def _optimizer_to_files(optimizer) -> tuple[dict[str, Tensor], dict]:
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def rng_state() -> dict:
-    """This process's RNG states: torch (CPU and current CUDA device), Python, NumPy."""
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+def rng_state(loader=None) -> dict:
+    """This process's RNG states: torch (CPU and current CUDA device), Python, NumPy,
+    and the generators of ``loader`` (a DataLoader's and its sampler's)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "loader": [g.get_state() for g in _loader_generators(loader)]}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     try:
@@ -167,18 +175,34 @@ def rng_state() -> dict:
     return state
 
 
+def _loader_generators(loader) -> list[torch.Generator]:
+    found: list[torch.Generator] = []
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for owner in (loader, getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
 def _rngs_to_files(rngs: list[dict]) -> tuple[dict[str, Tensor], dict]:
     tensors, meta = {}, {}
-    for r, state in enumerate(rngs):
-        tensors[f"rng.{r}.torch"] = state["torch"]
-        if "cuda" in state:
-            tensors[f"rng.{r}.cuda"] = state["cuda"]
-        entry = {"python": state["python"]}
-        if "numpy" in state:
-            kind, keys, pos, has_gauss, cached = state["numpy"]
-            tensors[f"rng.{r}.numpy"] = torch.from_numpy(keys.astype("int64"))
-            entry["numpy"] = [kind, int(pos), int(has_gauss), float(cached)]
-        meta[str(r)] = entry
+    for r, states in enumerate(rngs):
+        meta[str(r)] = {}
+        for which, state in states.items():
+            if state is None:  # no epoch start recorded (a save outside fit)
+                continue
+            prefix = f"rng.{r}.{which}."
+            tensors[prefix + "torch"] = state["torch"]
+            tensors.update({f"{prefix}loader.{i}": t for i, t in enumerate(state["loader"])})
+            if "cuda" in state:
+                tensors[prefix + "cuda"] = state["cuda"]
+            entry = {"python": state["python"], "loaders": len(state["loader"])}
+            if "numpy" in state:
+                kind, keys, pos, has_gauss, cached = state["numpy"]
+                tensors[prefix + "numpy"] = torch.from_numpy(keys.astype("int64"))
+                entry["numpy"] = [kind, int(pos), int(has_gauss), float(cached)]
+            meta[str(r)][which] = entry
     return tensors, meta
 
 
@@ -204,10 +228,11 @@ def load_checkpoint(path, model, optimizer, scheduler=None) -> LoopState:
     if scheduler is not None:
         scheduler.load_state_dict(meta["scheduler"])
     lines = (path / LOG_FILE).read_text().splitlines() if (path / LOG_FILE).exists() else []
+    ours = {which: _rng_from_files(tensors, m, f"rng.{rank()}.{which}.") for which, m in meta["rng"][str(rank())].items()}
     return LoopState(step=meta["step"], epoch=meta["epoch"], batch=meta["batch"],
                      bad_in_a_row=meta["bad_in_a_row"], skipped=meta["skipped"],
                      history=[json.loads(line) for line in lines if line.strip()],
-                     rng=_rng_from_files(tensors, meta["rng"][str(rank())], rank()))
+                     epoch_rng=ours.get("epoch"), rng=ours["now"])
 
 
 def _check_meta(path: Path, meta: dict) -> None:
@@ -249,13 +274,14 @@ def _optimizer_from_files(tensors: dict[str, Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def _rng_from_files(tensors: dict[str, Tensor], meta: dict, r: int) -> dict:
-    state = {"torch": tensors[f"rng.{r}.torch"], "python": _tuples(meta["python"])}
-    if f"rng.{r}.cuda" in tensors:
-        state["cuda"] = tensors[f"rng.{r}.cuda"]
+def _rng_from_files(tensors: dict[str, Tensor], meta: dict, prefix: str) -> dict:
+    state = {"torch": tensors[prefix + "torch"], "python": _tuples(meta["python"]),
+             "loader": [tensors[f"{prefix}loader.{i}"] for i in range(meta["loaders"])]}
+    if prefix + "cuda" in tensors:
+        state["cuda"] = tensors[prefix + "cuda"]
     if "numpy" in meta:
         kind, pos, has_gauss, cached = meta["numpy"]
-        state["numpy"] = (kind, tensors[f"rng.{r}.numpy"].numpy().astype("uint32"), pos, has_gauss, cached)
+        state["numpy"] = (kind, tensors[prefix + "numpy"].numpy().astype("uint32"), pos, has_gauss, cached)
     return state
 
 
@@ -263,8 +289,16 @@ def _tuples(v):
     return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
+def set_rng_state(state: dict, loader=None) -> None:
+    """Restore what :func:`rng_state` returned (for the same kind of ``loader``)."""
+    generators = _loader_generators(loader)
+    if len(generators) != len(state["loader"]):
+        raise ValueError(
+            f"the training data loader has {len(generators)} random generator(s) but the checkpoint saved "
+            f"{len(state['loader'])}; resume with the same kind of DataLoader (shuffle, sampler, generator)"
+        )
+    for g, saved in zip(generators, state["loader"]):
+        g.set_state(saved)
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():

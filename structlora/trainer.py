@@ -22,6 +22,8 @@ from collections import defaultdict
 from transformers import Trainer, TrainerCallback
 from transformers.utils import find_labels
 
+from .distributed import broadcast_coordinator, sync_coordinator_grads
+
 
 def _unwrap(model):
     from .model import StructLoRAModel
@@ -35,7 +37,21 @@ def _unwrap(model):
 
 
 class StructLoRACallback(TrainerCallback):
-    """Calls ``model.step()`` (graph refresh, pruning, schedules) after each optimizer step."""
+    """Calls ``model.step()`` (graph refresh, pruning, schedules) after each optimizer step.
+
+    Under ``torch.distributed`` it also keeps the coordinator, which DDP leaves
+    alone (its loss is computed outside ``forward``), identical on every rank.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            broadcast_coordinator(model)
+        return control
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            sync_coordinator_grads(model)
+        return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if model is not None:
@@ -53,8 +69,10 @@ class StructLoRATrainer(Trainer):
         base_cls = wrapped.base_model.__class__
         if self.args.label_names is None:
             self.label_names = find_labels(base_cls) or ["labels"]
-        params = inspect.signature(wrapped.base_model.forward).parameters.values()
-        self.model_accepts_loss_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
+        # The task loss is a per-batch mean, like the IB and coupling terms added to it. Letting
+        # the Trainer pass num_items_in_batch would make it rescale the sum by the number of
+        # processes, which sequence classifiers ignore: the task term would outweigh the others.
+        self.model_accepts_loss_kwargs = False
         self.can_return_loss = True
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_count = 0

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from .distributed import all_ranks_agree, is_main_process, sync_coordinator_grads, unwrap
-from .resume import CheckpointManager, LoopState, load_checkpoint, set_rng_state
+from .resume import CheckpointManager, LoopState, load_checkpoint, rng_state, set_rng_state
 
 
 def make_optimizer(model: nn.Module, lr: float = 2e-3, gate_lr: float | None = None,
@@ -50,18 +50,20 @@ class TextClassificationCollator:
 def text_loader(tokenizer, texts: list[str], labels: list[int], batch_size: int = 16,
                 max_length: int = 64, shuffle: bool = False, seed: int = 0, rank: int = 0,
                 world_size: int = 1) -> DataLoader:
-    """Batches of ``(text, label)``; with ``world_size > 1`` this rank's shard of every epoch.
+    """Batches of ``(text, label)``; with ``world_size > 1``, this rank's shard of every epoch.
 
-    Epoch ``e``'s order is a function of ``(seed, e)`` alone (``DistributedSampler``;
-    :func:`fit` calls ``set_epoch``), so a resumed run sees the same batches, and the
-    ranks of a multi-process run together see the batches of a single process whose
-    batch size is ``world_size * batch_size``.
+    One process shuffles with a generator seeded by ``seed``. Several use a
+    ``DistributedSampler`` (epoch ``e``'s order is a function of ``(seed, e)``;
+    :func:`fit` calls ``set_epoch``): together the ranks see the batches that one
+    process with such a sampler and ``world_size * batch_size`` would see.
     """
     items = list(zip(texts, labels))
+    g = torch.Generator().manual_seed(seed)  # also keeps the global RNG out of the loader
+    collate = TextClassificationCollator(tokenizer, max_length)
+    if world_size == 1:
+        return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=g, collate_fn=collate)
     sampler = DistributedSampler(items, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
-    g = torch.Generator().manual_seed(seed)  # keeps the global RNG out of the loader
-    return DataLoader(items, batch_size=batch_size, sampler=sampler, generator=g,
-                      collate_fn=TextClassificationCollator(tokenizer, max_length))
+    return DataLoader(items, batch_size=batch_size, sampler=sampler, generator=g, collate_fn=collate)
 
 
 @torch.no_grad()
@@ -106,6 +108,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterab
     first, so the run continues exactly as if it had never stopped. ``on_step(record)``
     is called after each step (and its checkpoint).
     """
+    if isinstance(max_bad_steps, bool) or not isinstance(max_bad_steps, int) or max_bad_steps < 1:
+        raise ValueError(f"fit: max_bad_steps={max_bad_steps!r} is invalid; use an integer >= 1")
     inner = unwrap(model)
     state = LoopState() if resume is None else load_checkpoint(resume, inner, optimizer, scheduler)
     model.train()
@@ -116,11 +120,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterab
     for epoch in range(state.epoch, epochs):
         if max_steps is not None and state.step >= max_steps:
             break
-        state.epoch, batches = epoch, _epoch_batches(train_loader, epoch, state.batch)
-        if state.rng is not None:  # resumed: the RNG continues from the saved position
-            set_rng_state(state.rng)
-            state.rng = None
-        for batch in batches:
+        for batch in _start_epoch(train_loader, epoch, state):
             record = _train_step(model, inner, optimizer, scheduler, batch, state, max_bad_steps)
             state.step, state.batch = state.step + 1, state.batch + 1
             record = {"step": state.step, **record}
@@ -128,7 +128,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterab
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in inner.loss_terms.items()})
             if checkpoints is not None and checkpoints.due(state.step):
-                checkpoints.save(inner, optimizer, scheduler, state)
+                checkpoints.save(inner, optimizer, scheduler, state, train_loader)
             if on_step is not None:
                 on_step(record)
             if max_steps is not None and state.step >= max_steps:
@@ -137,6 +137,26 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterab
             state.batch = 0
     bar.close()
     return state.history
+
+
+def _start_epoch(loader: Iterable[dict], epoch: int, state: LoopState) -> Iterator[dict]:
+    """``epoch``'s batches from ``state.batch`` on, with every RNG where an uninterrupted run has it.
+
+    Samplers may draw from any RNG when iterated, so a resumed run restores the
+    RNG states of the epoch's start, replays the epoch up to the saved batch, and
+    only then restores the states saved with the checkpoint.
+    """
+    resumed = state.rng is not None
+    if not resumed:
+        state.epoch_rng = rng_state(loader)
+    elif state.epoch_rng is not None:
+        set_rng_state(state.epoch_rng, loader)
+    state.epoch = epoch
+    batches = _epoch_batches(loader, epoch, state.batch)
+    if resumed:
+        set_rng_state(state.rng, loader)
+        state.rng = None
+    return batches
 
 
 def _epoch_batches(loader: Iterable[dict], epoch: int, skip: int) -> Iterator[dict]:
@@ -193,5 +213,5 @@ def _count_bad_step(inner, state: LoopState, max_bad_steps: int) -> None:
         warnings.warn(
             f"step {state.step + 1}: non-finite loss or gradient ({terms}); step skipped "
             f"({state.bad_in_a_row} in a row, {state.skipped} in all, abort at {max_bad_steps} in a row)",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning, stacklevel=4,
         )

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from structlora.run import RunConfig, train_run
+from structlora.run import RunConfig
 from structlora import StructLoRAConfig
 from tests.run_assets import REPO, make_assets, run_args, subprocess_env
 
@@ -77,8 +77,8 @@ def _nan_on_rank1_run(assets: Path, out: Path):
             return output * float("nan")
 
     model.base_model.classifier.register_forward_hook(poison)
-    loader = torch.utils.data.DataLoader(_rows(24), batch_size=4,
-                                         sampler=torch.utils.data.DistributedSampler(_rows(24), shuffle=False))
+    loader = torch.utils.data.DataLoader(_rows(48), batch_size=4,
+                                         sampler=torch.utils.data.DistributedSampler(_rows(48), shuffle=False))
     history = fit(wrap_ddp(model), make_optimizer(model, 1e-2), loader, epochs=1, progress=False)
     (out / f"nan-history-rank{rank()}.json").write_text(json.dumps([bool(r.get("skipped")) for r in history]))
     return model
@@ -159,19 +159,40 @@ def test_ranks_hold_identical_parameters_gates_and_graph(two_ranks, name):
         assert torch.equal(r0[key], r1[key]), key  # bit for bit: DDP averages, then identical updates
     if name == "nan":  # a non-finite loss on one rank is skipped by all
         skipped = [json.loads((root / f"nan-history-rank{r}.json").read_text()) for r in (0, 1)]
-        assert skipped[0] == skipped[1] == [False, False, True]
+        assert skipped[0] == skipped[1] == [False, False, True, False, False, False]
     metrics = json.loads((root / "run" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 8 and metrics["replica_max_abs_diff"] == 0.0
+
+
+def _one_process_reference(assets: Path):
+    """train_run's recipe in one process, with a 1-replica DistributedSampler: epoch by epoch
+    the same order as the two ranks' shards, so each batch is the union of theirs."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from structlora import make_optimizer, wrap
+    from structlora.data import load_text_data
+    from structlora.models import load_classifier
+    from structlora.run import _linear_schedule, seed_everything
+    from structlora.training import TextClassificationCollator, fit
+
+    data = load_text_data(str(assets / "data.jsonl"), 32)
+    seed_everything(0)
+    base, tok = load_classifier(str(assets / "model"), 2)
+    model = wrap(base, StructLoRAConfig(r=4, target_modules=["query", "value"], modules_to_save=["classifier"],
+                                        bottleneck="hsic", beta=0.0, coordinator="laplacian", lam=0.1,
+                                        refresh_every=2))
+    items = list(zip(*data.train))
+    loader = DataLoader(items, batch_size=8, sampler=DistributedSampler(items, 1, 0, shuffle=True, seed=0),
+                        collate_fn=TextClassificationCollator(tok, 8))
+    opt = make_optimizer(model, 0.01)
+    fit(model, opt, loader, epochs=2, scheduler=_linear_schedule(opt, 8, 0.06), progress=False)
+    return model
 
 
 def test_two_processes_match_one_process_on_the_same_global_batch(two_ranks):
     assets, root = two_ranks
     ranked = _load(root, "cli", 0)
-    opts = dict(model=str(assets / "model"), data=str(assets / "data.jsonl"), train_size=32, max_length=8,
-                batch_size=8, epochs=2, lr=0.01, progress=False, eval_test=False)
-    lora = StructLoRAConfig(r=4, target_modules=["query", "value"], modules_to_save=["classifier"],
-                            bottleneck="hsic", beta=0.0, coordinator="laplacian", lam=0.1, refresh_every=2)
-    model = train_run(RunConfig(**opts), lora)["model"]
+    model = _one_process_reference(assets)
     single = {**model.adapter_state(), **model.training_state()[0]}
     assert single.keys() == ranked.keys()
     for key in ("coordination.graph.edge_index", "coordination.graph.edge_type"):
