@@ -2,36 +2,14 @@
 import json
 
 import pytest
-import torch
-from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-from tokenizers import Tokenizer, models, pre_tokenizers
 
 from structlora.cli import main
-
-WORDS = ["good", "great", "fine", "love", "bad", "awful", "poor", "hate", "movie", "the", "a", "plot"]
+from tests.run_assets import make_assets
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=32, num_labels=2)
-    BertForSequenceClassification(cfg).save_pretrained(root / "model")
-    fast.save_pretrained(root / "model")
-    g = torch.Generator().manual_seed(0)
-    rows = []
-    for i in range(60):
-        label = i % 2
-        words = WORDS[:4] if label else WORDS[4:8]
-        picks = [words[int(j)] for j in torch.randint(0, 4, (3,), generator=g)]
-        rows.append({"text": " ".join(["the", "movie", *picks]), "label": label})
-    (root / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    return root
+    return make_assets(tmp_path_factory.mktemp("cli"), rows=60)
 
 
 def train_args(assets, out, *extra):
