@@ -6,7 +6,8 @@
     python benchmarks/accuracy.py --study rank --seeds 3
     python benchmarks/accuracy.py --list --study data          # print the cells, run nothing
 
-Studies (the protocol is in BENCHMARKS.md): lr-grid, main, variants, rank, data,
+Studies (the protocol is in BENCHMARKS.md): pilot (LoRA vs StructLoRA at the fixed
+lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants, rank, data,
 modules, filters, amazon, llama. Every study except lr-grid and variants trains
 each method at the learning rate it won on validation in the lr-grid study
 (:func:`chosen_lr`); a method with no lr-grid result is skipped with a message.
@@ -18,7 +19,9 @@ the cell), and a restarted study skips the cells already there.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -37,7 +40,7 @@ VARIANT_LR = 2e-3
 
 # StructLoRA default, chosen by the variant study (BENCHMARKS.md, "Choosing the default").
 DEFAULT_SL = {"bottleneck": "vib", "bottleneck_kwargs": {"log_sigma2_init": -1.0}, "beta": 1e-2,
-              "coordinator": "laplacian", "lam": 0.1}
+              "coordinator": "laplacian", "lam": 0.1, "coord_normalize": False}
 NO_IB = {k: v for k, v in DEFAULT_SL.items() if k not in ("bottleneck_kwargs", "beta")} | {"bottleneck": "none"}
 NO_COORD = {k: v for k, v in DEFAULT_SL.items() if k != "lam"} | {"coordinator": "none"}
 METHODS = {
@@ -84,6 +87,10 @@ def variant_methods() -> dict[str, dict]:
     out["vib+laplacian@0.1+warmup"] = {"method": "structlora",
                                        "sl": {**estimators["vib"], "coordinator": "laplacian", "lam": 0.1,
                                               "coord_warmup_frac": 0.1}}
+    for lam in (0.1, 1.0):  # without the detached normaliser (BENCHMARKS.md, "Findings" 1)
+        out[f"vib+laplacian@{lam}-unnormalized"] = {
+            "method": "structlora", "sl": {**estimators["vib"], "coordinator": "laplacian", "lam": lam,
+                                           "coord_normalize": False}}
     return out
 
 
@@ -103,9 +110,32 @@ def chosen_lr(name: str, results: list[dict], base: dict = BASE) -> float | None
     for lr in LR_GRID:
         key = cell_key({**base, **spec, "lr": lr, "seed": 0})
         accs = [r["metrics"]["validation_accuracy"] for r in results if r["key"] == key]
-        if accs and (best is None or accs[0] > best[1]):
+        if not accs:
+            return None  # an incomplete grid chooses nothing
+        if best is None or accs[0] > best[1]:
             best = (lr, accs[0])
     return None if best is None else best[0]
+
+
+def claim(cell: dict, results_path: Path) -> Path | None:
+    """A lock file for ``cell`` so several workers can share one results file; None if taken."""
+    locks = results_path.parent / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = locks / (hashlib.sha1(cell_key(cell).encode()).hexdigest()[:16] + ".lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(lock.read_text() or 0), 0)
+                return None  # its worker is alive
+            except (ProcessLookupError, ValueError):
+                lock.unlink(missing_ok=True)  # a dead worker's lock
+                continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return lock
+    return None
 
 
 # --- studies ------------------------------------------------------------------------------------
@@ -125,6 +155,9 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
             if name in LR_FROM:
                 continue
             cells += [{**BASE, **METHODS[name], "lr": lr, "seed": 0, "name": name, "study": study} for lr in LR_GRID]
+    elif study == "pilot":  # fixed lr (the prototype's), seed-major so pairs complete first
+        for s in range(seeds):
+            cells += [{**BASE, **METHODS[n], "lr": VARIANT_LR, "seed": s, "name": n, "study": study} for n in methods]
     elif study == "main":
         for name in methods:
             cells += _with_lr(study, name, {**BASE, **METHODS[name]}, results, seeds)
@@ -165,6 +198,7 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
 
 
 DEFAULT_METHODS = {
+    "pilot": ["peft-lora", "sl-default", "sl-none"],
     "lr-grid": HEADLINE, "main": HEADLINE, "amazon": ["peft-lora", "sl-default"],
     "rank": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
     "modules": ["peft-lora", "sl-default"], "llama": ["peft-lora", "sl-default"],
@@ -178,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study", required=True, choices=sorted(DEFAULT_METHODS))
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: 5 main, 1 lr-grid/variants, 3 else)")
     p.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(METHODS))
+    p.add_argument("--names", default=None, help="comma-separated cell names to keep (e.g. one variant)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--smoke", action="store_true", help="2 steps on 32 examples per cell, into a separate file")
@@ -191,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     results_path = args.results.with_name("smoke.jsonl") if args.smoke else args.results
     results = load_results(args.results)  # lr choices always come from the real results
     cells = study_cells(args.study, seeds, methods, results)
+    if args.names:
+        cells = [c for c in cells if c["name"] in args.names.split(",")]
     if args.smoke:
         cells = [{**c, "max_steps": 2, "train_size": 32} for c in cells]
     done = {r["key"] for r in load_results(results_path)}
@@ -204,16 +241,24 @@ def main(argv: list[str] | None = None) -> int:
     results_path.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
     for i, cell in enumerate(todo, 1):
+        if cell_key(cell) in {r["key"] for r in load_results(results_path)}:
+            continue  # another worker finished it meanwhile
+        lock = claim(cell, results_path)
+        if lock is None:
+            print(f"[{args.study}] {i}/{len(todo)} {cell['name']}: another worker has it, skipping", flush=True)
+            continue
         print(f"[{args.study}] {i}/{len(todo)} {cell['name']} lr={cell['lr']} seed={cell['seed']}", flush=True)
         try:
             record = run_cell(cell, progress=True, threads=args.threads)
         except Exception:  # one broken cell must not stop a night of runs; it stays "todo"
             traceback.print_exc()
             failed += 1
+            lock.unlink(missing_ok=True)
             continue
         record["study"], record["name"] = cell["study"], cell["name"]
         with open(results_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        lock.unlink(missing_ok=True)
         m = record["metrics"]
         print(f"    val {m['validation_accuracy']:.3f} test {m['test_accuracy']:.3f} "
               f"{m['seconds_per_step']:.2f} s/step", flush=True)

@@ -71,6 +71,7 @@ def environment() -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "load_avg_1min": os.getloadavg()[0],  # the CPU is shared: read timings with this
     }
 
 
@@ -79,7 +80,11 @@ def environment() -> dict:
 def _targets(cell: dict) -> tuple[list[str] | str, list[str]]:
     from structlora.models import DEFAULT_HEADS, DEFAULT_TARGETS
 
-    return cell["modules"] or DEFAULT_TARGETS[cell["model"]], DEFAULT_HEADS[cell["model"]]
+    model = cell["model"]
+    if cell["modules"] is None and model not in DEFAULT_TARGETS:
+        raise ValueError(f"cell for model {model!r} needs 'modules' (defaults exist for {sorted(DEFAULT_TARGETS)})")
+    # copies: PEFT extends a config's modules_to_save list in place (adds "classifier", "score")
+    return list(cell["modules"] or DEFAULT_TARGETS[model]), list(DEFAULT_HEADS.get(model, ["classifier"]))
 
 
 def build_model(cell: dict, base, total_steps: int):
@@ -215,7 +220,7 @@ def run_cell(cell: dict, progress: bool = True, threads: int | None = None) -> d
         for batch in train:
             out = model(**batch)
             loss = loss_fn(out, batch)
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"non-finite loss at step {step} in cell {cell_key(cell)}")
             loss.backward()
             opt.step()
@@ -223,7 +228,7 @@ def run_cell(cell: dict, progress: bool = True, threads: int | None = None) -> d
             step += 1
             after_step(step)
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             if step % TRACE_EVERY == 0 or step == steps:
                 deltas = live_deltas(model, cell["method"])

@@ -71,7 +71,7 @@ class StructLoRAConfig:
     lam: float = 1e-2  # weight of the coordination loss L_coord
     denoise_c: float = 1.0  # c in the denoising loss of learned coordinators
     coord_warmup: int = 0  # steps before L_coord is switched on
-    coord_normalize: bool = True  # divide the coupling losses by sg(mean ||x_i||^2): lam is then scale-free
+    coord_normalize: bool = False  # divide the coupling losses by sg(mean ||x_i||^2); off: measured to stall training (docs/design-choices.md)
     sketch_size: int = 16  # k: node sketches live in R^{k*k}
     refresh_every: int = 50  # K: layer-graph refresh period in steps
     tau: float = 0.3  # cosine threshold of semantic edges

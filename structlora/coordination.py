@@ -7,12 +7,12 @@ current layer graph:
     L_{coord} = \tfrac1N \lVert x - \mathrm{sg}(\hat x) \rVert^2 \,/\, \nu, \qquad
     L_{den} = \tfrac1N \big(\lVert \hat x - \mathrm{sg}(x) \rVert^2 + c\,\mathrm{tr}(\hat x^\top L \hat x)\big) \,/\, \nu
 
-with :math:`\hat x = \mathrm{coordinator}(\mathrm{sg}(x))` and, when
-``coord_normalize`` is on (the default), :math:`\nu = \mathrm{sg}(\tfrac1N
-\lVert x \rVert^2) + \epsilon`: the coupling is then relative to the size of
-the update, so ``lam`` has the same meaning at initialisation (updates near
-zero) as late in training. (DESIGN.md's measurement: unnormalised coupling
-either shrinks the update or does nothing.)
+with :math:`\hat x = \mathrm{coordinator}(\mathrm{sg}(x))` and :math:`\nu = 1`
+by default. With ``coord_normalize=True``, :math:`\nu = \mathrm{sg}(\tfrac1N
+\lVert x \rVert^2) + \epsilon`; that option is off by default because its
+gradient grows like :math:`1/\lVert x \rVert` near the zero start of B and was
+measured to hold MiniLM at chance accuracy (BENCHMARKS.md,
+``benchmarks/coupling_gradient.py``).
 
 Every ``refresh_every`` steps the gradient sketches are captured during the
 next backward pass, folded into their EMA, and the graph's semantic edges
@@ -56,6 +56,7 @@ class GraphCoordination(nn.Module):
     def losses(self) -> tuple[Tensor, Tensor]:
         """``(L_coord, L_den)`` on the current graph (``L_den`` is 0 for parameter-free coordinators)."""
         x = self.sketcher.node_sketches()  # (N, k*k)
+        self._last_x = x.detach()  # reused by the refresh after this step
         ei, ew = self.graph.edge_index, self.graph.edge_weight.to(x.dtype)
         c = self.config.denoise_c if self.learned else 0.0
         out = coupling_losses(x, self.coordinator, ei, ew, c)
@@ -72,7 +73,11 @@ class GraphCoordination(nn.Module):
         refreshed = False
         if self.grad_sketcher.armed and self.grad_sketcher._pending:
             self.grad_sketcher.update()
-            self.graph = self.builder.build(self.sketcher.node_sketches(), self.grad_sketcher.sketches())
+            # this step's sketches (before the optimizer step) stand in for the current ones:
+            # recomputing all N sketches dominated the refresh cost (BENCHMARKS.md)
+            x = getattr(self, "_last_x", None)
+            x = self.sketcher.node_sketches() if x is None else x
+            self.graph = self.builder.build(x, self.grad_sketcher.sketches())
             refreshed = True
         self.grad_sketcher.armed = step % self.config.refresh_every == 0 or (
             self.grad_sketcher.armed and not refreshed

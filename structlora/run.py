@@ -138,7 +138,8 @@ def default_lora_options(model_name: str) -> dict:
     from .models import DEFAULT_HEADS, DEFAULT_TARGETS
 
     if model_name in DEFAULT_TARGETS:
-        return {"target_modules": DEFAULT_TARGETS[model_name], "modules_to_save": DEFAULT_HEADS[model_name]}
+        # copies: PEFT appends to a config's modules_to_save in place
+        return {"target_modules": list(DEFAULT_TARGETS[model_name]), "modules_to_save": list(DEFAULT_HEADS[model_name])}
     return {}
 
 

@@ -1,0 +1,273 @@
+"""Regenerate every benchmark table and figure from the JSONL results.
+
+    python benchmarks/report.py
+
+Reads ``benchmarks/results/{accuracy,refresh_cost,step_time,inference}.jsonl``,
+writes ``benchmarks/results/tables.md`` and the figures ``benchmarks/results/bench_*.png``,
+and replaces the text between the ``<!-- tables:begin -->`` / ``<!-- tables:end -->``
+markers of ``BENCHMARKS.md`` with the tables. Cells not run yet show as "not run".
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.accuracy import (BASE, FILTERS, HEADLINE, KEEP, LR_GRID, METHODS, MODULE_SETS,  # noqa: E402
+                                 chosen_lr, load_results, study_cells)
+from benchmarks.harness import cell_key  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = ROOT / "benchmarks" / "results"
+BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
+MAX_SEEDS = 10
+
+
+def read_jsonl(name: str) -> list[dict]:
+    path = RES / name
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+def mean_std(xs: list[float], pct: bool = True) -> str:
+    if not xs:
+        return "not run"
+    f = 100 if pct else 1
+    if len(xs) == 1:
+        return f"{f * xs[0]:.1f}" if pct else f"{xs[0]:.3g}"
+    return f"{f * statistics.fmean(xs):.1f} ± {f * statistics.stdev(xs):.1f}"
+
+
+def sign_flip_p(diffs: list[float]) -> float:
+    """Exact two-sided paired sign-flip (permutation) test of mean(diffs) = 0."""
+    obs = abs(statistics.fmean(diffs))
+    flips = list(itertools.product((1, -1), repeat=len(diffs)))
+    hits = sum(abs(statistics.fmean(s * d for s, d in zip(sign, diffs))) >= obs - 1e-12 for sign in flips)
+    return hits / len(flips)
+
+
+def paired(a: dict[int, float], ref: dict[int, float]) -> str:
+    """Paired difference a - ref over common seeds, in accuracy points."""
+    seeds = sorted(set(a) & set(ref))
+    if not seeds:
+        return "n/a"
+    d = [a[s] - ref[s] for s in seeds]
+    w, l = sum(x > 0 for x in d), sum(x < 0 for x in d)
+    sd = f" ± {100 * statistics.stdev(d):.1f}" if len(d) > 1 else ""
+    return f"{100 * statistics.fmean(d):+.1f}{sd} (n={len(d)}, {w}W/{l}L, p={sign_flip_p(d):.2f})"
+
+
+# --- grouping cells into table rows -----------------------------------------------------------------
+
+def by_key(results: list[dict]) -> dict[str, dict]:
+    return {r["key"]: r for r in results}
+
+
+def group(study: str, methods: list[str], results: list[dict], setting=lambda c: "") -> dict:
+    """(setting, name) -> {seed: record} for the cells of ``study`` that have results."""
+    recs = by_key(results)
+    out: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):  # "skipping ..." notes are for accuracy.py
+        cells = study_cells(study, MAX_SEEDS, methods, results)
+    for c in cells:
+        r = recs.get(cell_key(c))
+        if r is not None:
+            out.setdefault((setting(c), c["name"]), {})[c["seed"]] = r
+    return out
+
+
+def acc(rows: dict[int, dict], split: str = "test_accuracy") -> dict[int, float]:
+    return {s: r["metrics"][split] for s, r in rows.items()}
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def first(rows: dict[int, dict], path: str, fmt=lambda v: v):
+    if not rows:
+        return "–"
+    r = next(iter(rows.values()))
+    for part in path.split("."):
+        r = r[part]
+    return fmt(r)
+
+
+# --- tables -----------------------------------------------------------------------------------------
+
+def lr_grid_table(results: list[dict]) -> str:
+    recs = by_key(results)
+    rows = []
+    for name in HEADLINE:
+        if name == "sl-none":
+            continue
+        vals = []
+        for lr in LR_GRID:
+            r = recs.get(cell_key({**BASE, **METHODS[name], "lr": lr, "seed": 0}))
+            vals.append("not run" if r is None else
+                        f"{100 * r['metrics']['validation_accuracy']:.1f} ({100 * r['metrics']['test_accuracy']:.1f})")
+        lr = chosen_lr(name, results)
+        rows.append([name, *vals, "–" if lr is None else f"**{lr:g}**"])
+    return table(["method"] + [f"lr {lr:g}: val (test)" for lr in LR_GRID] + ["chosen (val)"], rows)
+
+
+def method_rows(groups: dict, setting, names: list[str], ref_name: str = "peft-lora") -> list[list]:
+    rows = []
+    ref = acc(groups.get((setting, ref_name), {}))
+    for name in names:
+        g = groups.get((setting, name), {})
+        cell = next(iter(g.values()))["cell"] if g else None
+        rows.append([
+            name, "–" if cell is None else f"{cell['lr']:g}", len(g),
+            mean_std(list(acc(g, "validation_accuracy").values())), mean_std(list(acc(g).values())),
+            "(reference)" if name == ref_name else paired(acc(g), ref),
+            first(g, "metrics.trainable_params", lambda v: f"{v:,}"),
+            first(g, "metrics.coordinator_params", lambda v: f"{v:,}"),
+            first(g, "metrics.final_rank"),
+            mean_std([r["metrics"]["seconds_per_step"] for r in g.values()], pct=False),
+            mean_std([r["analysis"]["relative_drift"] for r in g.values()], pct=False),
+        ])
+    return rows
+
+
+METHOD_HEADER = ["method", "lr", "seeds", "val acc %", "test acc %", "Δ test vs LoRA (paired, points)",
+                 "trainable params", "coordinator params (training only)", "final total rank", "s/step",
+                 "relative drift"]
+
+
+def main_table(results: list[dict], study: str = "main") -> str:
+    methods = {"main": HEADLINE, "pilot": ["peft-lora", "sl-none", "sl-default", "sl-no-coord", "sl-no-ib"]}.get(study, ["peft-lora", "sl-default"])
+    g = group(study, methods, results)
+    return table(METHOD_HEADER, method_rows(g, "", methods))
+
+
+def sweep_table(results: list[dict], study: str, key: str, label: str, values) -> str:
+    methods = ["peft-lora", "sl-default"]
+    g = group(study, methods, results, setting=lambda c: json.dumps(c[key]))
+    rows = []
+    for v in values:
+        s = json.dumps(v)
+        lora, sl = acc(g.get((s, "peft-lora"), {})), acc(g.get((s, "sl-default"), {}))
+        rows.append([label_of(v), mean_std(list(lora.values())), mean_std(list(sl.values())), paired(sl, lora)])
+    return table([label, "PEFT LoRA test %", "StructLoRA test %", "Δ (paired, points)"], rows)
+
+
+def label_of(v) -> str:
+    if isinstance(v, list):
+        return next((k for k, m in MODULE_SETS.items() if m == v), ",".join(v))
+    return str(v)
+
+
+def variants_table(results: list[dict]) -> str:
+    g = group("variants", [], results)
+    rows = []
+    for (_, name), recs in sorted(g.items()):
+        rows.append([name, len(recs), mean_std(list(acc(recs, "validation_accuracy").values())),
+                     mean_std(list(acc(recs).values())),
+                     mean_std([r["analysis"]["relative_drift"] for r in recs.values()], pct=False),
+                     first(recs, "metrics.final_rank")])
+    return table(["variant (lr 2e-3)", "seeds", "val acc %", "test acc %", "relative drift", "final total rank"],
+                 rows or [["not run", "", "", "", "", ""]])
+
+
+def filters_table(results: list[dict]) -> str:
+    g = group("filters", [], results)
+    ref = acc(g.get(("", f"peft-lora-r{BASE['r']}"), {}))
+    rows = []
+    for name in list(FILTERS) + [f"peft-lora-r{KEEP}", f"peft-lora-r{BASE['r']}"]:
+        recs = g.get(("", name), {})
+        rows.append([name, first(recs, "metrics.final_rank"), len(recs), mean_std(list(acc(recs).values())),
+                     paired(acc(recs), ref) if not name.endswith(f"r{BASE['r']}") else "(reference)"])
+    return table(["filter (keep 4 of r=8 per adapter)", "final total rank", "seeds", "test acc %",
+                  "Δ vs LoRA r=8 (paired)"], rows)
+
+
+def cost_tables() -> str:
+    parts = []
+    rc = {(r["N"], r["d"], r["d_ff"], r["coordinator"]): r for r in read_jsonl("refresh_cost.jsonl")}
+    if rc:
+        rows = [[c, n, d, ff or "–", r["edges"], f"{r['step_coord_ms']:.1f}", f"{r['refresh_ms']:.1f}",
+                 f"{r['capture_ms']:.0f}", f"{r['env'].get('load_avg_1min', float('nan')):.1f}"]
+                for (n, d, ff, c), r in sorted(rc.items(), key=lambda kv: (kv[0][3], kv[0][0], kv[0][1], kv[0][2] or 0))]
+        parts.append("### Graph machinery cost (synthetic factors, r = 8, k = 16, 1 thread)\n\n" + table(
+            ["coordinator", "N", "d", "d_ff", "edges", "per-step coupling ms", "refresh ms",
+             "gradient capture ms (256 tokens)", "load avg"], rows))
+    st = read_jsonl("step_time.jsonl")
+    if st:
+        rows = [[r["model"], r["method"], f"{r['median_step_s']:.3f}", f"{r['median_ratio']:.3f}",
+                 f"[{r['ratio_q1']:.3f}, {r['ratio_q3']:.3f}]", f"{r['mean_ratio']:.3f}", r["rounds"], r["block"],
+                 f"{r['env'].get('load_avg_1min', float('nan')):.1f}"] for r in st if r["kind"] == "time"]
+        parts.append("### Training step time (interleaved, same batches)\n\n" + table(
+            ["model", "method", "median s/step", "median ratio vs LoRA", "IQR of ratio", "mean ratio (incl. refresh)",
+             "rounds", "steps/block", "load avg"], rows))
+        rows = [[r["model"], r["method"], f"{r['peak_rss'] / 2**30:.3f}", f"{r['peak_ratio']:.3f}",
+                 f"{r['training_rise'] / 2**20:.0f}", f"{r['rise_ratio']:.2f}"] for r in st if r["kind"] == "memory"]
+        parts.append("### Peak memory (peak RSS of a fresh process per method, 10 steps)\n\n" + table(
+            ["model", "method", "peak RSS GiB", "ratio vs LoRA", "rise over built model MiB", "rise ratio"], rows))
+    inf = read_jsonl("inference.jsonl")
+    if inf:
+        rows = [[r["model"], r["train_steps"], r["effective_rank_total"], f"{r['export_max_abs_diff']:.2e}",
+                 f"{r['merge_max_abs_diff']:.2e}", f"{r['logit_scale']:.2f}", f"{r['latency_ratio_median']:.3f}",
+                 f"[{r['latency_ratio_q1']:.3f}, {r['latency_ratio_q3']:.3f}]"] for r in inf]
+        parts.append("### Inference: merged vs base, exported adapter vs structlora\n\n" + table(
+            ["model", "train steps", "kept rank", "export max |Δlogit|", "merge max |Δlogit|", "max |logit|",
+             "latency ratio merged/base", "IQR"], rows))
+    return "\n\n".join(parts) if parts else "Cost benchmarks: not run."
+
+
+def tables(results: list[dict]) -> str:
+    envs = {json.dumps({k: v for k, v in r["env"].items() if k != "load_avg_1min"}) for r in results}
+    loads = [r["env"].get("load_avg_1min") for r in results if r["env"].get("load_avg_1min") is not None]
+    out = [f"Generated by `python benchmarks/report.py` from {len(results)} accuracy cells. "
+           f"Environments: {'; '.join(sorted(envs)) or 'none'}. "
+           + (f"1-min load average during the cells: {min(loads):.1f}–{max(loads):.1f} (2 cores)." if loads else ""),
+           "### Learning-rate grid (seed 0, validation chooses)\n\n" + lr_grid_table(results),
+           "### Pilot: fixed lr 2e-3 (not the headline: lr not chosen on validation)\n\n"
+           + main_table(results, "pilot"),
+           "### Headline: MiniLM, movie reviews, r = 8 on query/value, lr chosen on validation\n\n"
+           + main_table(results),
+           "### Choosing the StructLoRA default (variant study)\n\n" + variants_table(results),
+           "### Filtering strategies at equal kept rank\n\n" + filters_table(results),
+           "### Rank sweep\n\n" + sweep_table(results, "rank", "r", "r", (2, 4, 8, 16)),
+           "### Data sweep (fraction of a 1,024-example pool)\n\n"
+           + sweep_table(results, "data", "train_size", "train size", (102, 256, 512, 1024)),
+           "### Module ablation\n\n" + sweep_table(results, "modules", "modules", "modules", list(MODULE_SETS.values())),
+           "### Amazon snippets\n\n" + main_table(results, "amazon"),
+           "### LLaMA family: SmolLM2-135M\n\n" + main_table(results, "llama"),
+           cost_tables()]
+    return "\n\n".join(out) + "\n"
+
+
+def splice(md: Path, body: str) -> None:
+    text = md.read_text() if md.exists() else f"{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    md.write_text(f"{head}{BEGIN}\n{body}{END}{tail}")
+
+
+def main() -> int:
+    from benchmarks.figures import all_figures
+
+    results = load_results()
+    body = tables(results)
+    (RES / "tables.md").write_text(body)
+    splice(ROOT / "BENCHMARKS.md", body)
+    for path in all_figures(results, RES):
+        print("wrote", path.relative_to(ROOT))
+    print("wrote benchmarks/results/tables.md and the tables in BENCHMARKS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
