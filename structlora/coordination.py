@@ -52,11 +52,12 @@ class GraphCoordination(nn.Module):
         with torch.no_grad():
             self.graph = self.builder.build(self.sketcher.node_sketches().detach())
         self.learned = any(True for _ in coordinator.parameters())
+        self._last_x: Tensor | None = None  # this step's detached sketches, reused by the refresh
 
     def losses(self) -> tuple[Tensor, Tensor]:
         """``(L_coord, L_den)`` on the current graph (``L_den`` is 0 for parameter-free coordinators)."""
         x = self.sketcher.node_sketches()  # (N, k*k)
-        self._last_x = x.detach()  # reused by the refresh after this step
+        self._last_x = x.detach()
         ei, ew = self.graph.edge_index, self.graph.edge_weight.to(x.dtype)
         c = self.config.denoise_c if self.learned else 0.0
         out = coupling_losses(x, self.coordinator, ei, ew, c)
@@ -75,8 +76,7 @@ class GraphCoordination(nn.Module):
             self.grad_sketcher.update()
             # this step's sketches (before the optimizer step) stand in for the current ones:
             # recomputing all N sketches dominated the refresh cost (BENCHMARKS.md)
-            x = getattr(self, "_last_x", None)
-            x = self.sketcher.node_sketches() if x is None else x
+            x = self.sketcher.node_sketches() if self._last_x is None else self._last_x
             self.graph = self.builder.build(x, self.grad_sketcher.sketches())
             refreshed = True
         self.grad_sketcher.armed = step % self.config.refresh_every == 0 or (

@@ -3,35 +3,18 @@
 The benchmarks themselves are not part of CI; this only checks that the harness,
 the resumable cell keys and the report still run end to end.
 """
-import json
 
 import pytest
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
 from benchmarks.accuracy import DEFAULT_SL, chosen_lr
 from benchmarks.harness import cell_key, run_cell
 from benchmarks.report import paired, sign_flip_p, tables
-
-WORDS = ["good", "great", "fine", "love", "bad", "awful", "poor", "hate", "movie", "the"]
+from tests.run_assets import make_assets
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=32, num_labels=2)
-    BertForSequenceClassification(cfg).save_pretrained(root / "model")
-    fast.save_pretrained(root / "model")
-    rows = [{"text": f"the movie {WORDS[i % 8]}", "label": int(i % 8 < 4)} for i in range(40)]
-    (root / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    return root
+    return make_assets(tmp_path_factory.mktemp("bench"), rows=40)
 
 
 @pytest.mark.parametrize("method,sl", [
