@@ -1,28 +1,22 @@
 #!/usr/bin/env bash
-# The accuracy studies in priority order (smallest useful first). Resumable: rerun it
-# and finished cells are skipped; several copies may run at once (per-cell lock files).
-#   nohup bash benchmarks/queue.sh > benchmarks/results/queue.log 2>&1 &
+# The accuracy studies in priority order. Resumable: rerun it and finished cells are
+# skipped; several copies may run at once (per-cell lock files), e.g. one per core:
+#   for w in 1 2; do nohup bash benchmarks/queue.sh > benchmarks/results/queue$w.log 2>&1 & done
+# A study that needs a learning rate the lr-grid has not chosen yet skips those methods;
+# the second pass picks them up.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python}
 A="$PY benchmarks/accuracy.py"
-# first: isolate the IB filter and the coupling at the fixed lr (see BENCHMARKS.md, "Findings")
-$A --study pilot --seeds 1 --methods sl-no-coord
-$A --study variants --names vib+laplacian@0.1+warmup
-$A --study pilot --seeds 1 --methods sl-no-ib
-$A --study lr-grid --methods peft-lora
-$A --study pilot --seeds 2 --methods peft-lora,sl-no-coord,sl-none
-$A --study pilot --seeds 3
-$A --study lr-grid --methods sl-default,sl-no-coord
-$A --study variants --seeds 1
-$A --study main --seeds 3 --methods peft-lora,sl-default,sl-none
-$A --study lr-grid --methods sl-no-ib,peft-dora,peft-adalora
-$A --study main --seeds 3
-$A --study filters --seeds 3
-$A --study rank --seeds 3
-$A --study data --seeds 3
-$A --study main --seeds 5
-$A --study amazon --seeds 3
-$A --study modules --seeds 3
-$A --study llama --seeds 1
+for pass in 1 2; do
+  $A --study variants                       # choose the StructLoRA default (1 seed, lr 2e-3)
+  $A --study lr-grid                         # every method, same grid, seed 0, validation chooses
+  $A --study main --seeds 5                  # the headline table
+  $A --study filters --seeds 3
+  $A --study rank --seeds 3
+  $A --study data --seeds 3
+  $A --study amazon --seeds 3
+  $A --study llama --seeds 1
+  $A --study modules --seeds 3
+done

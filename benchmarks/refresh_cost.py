@@ -10,8 +10,10 @@ and coordinators. Timed parts (median of ``--reps`` after one warm-up):
 
 - ``step_coord_ms``: what every training step adds: node sketches from the factors,
   coordinator forward, ``L_coord`` (+ ``L_den``), backward into the factors;
-- ``refresh_ms``: a graph refresh: gradient-sketch EMA update + graph build
-  (structural + semantic edges) from the node and gradient sketches;
+- ``refresh_ms``: what a refresh step adds: gradient-sketch EMA update + graph build
+  (structural + semantic edges) from the node sketches the step already computed
+  (as ``GraphCoordination.after_step`` does) and the gradient sketches; it works on
+  ``(N, k^2)`` tensors only, so it does not depend on d;
 - ``capture_ms``: the gradient-sketch hooks on a refresh step (extra forward/backward
   time with the hooks armed vs unarmed, T tokens); it is O(T k d) per layer by
   construction, and is paid once every ``refresh_every`` steps.
@@ -98,11 +100,15 @@ def measure(n: int, d: int, d_ff: int | None, coordinator: str, reps: int, token
         scale = x.detach().pow(2).sum(1).mean() + 1e-12
         ((0.1 * out.coord + (out.denoise if learned else 0)) / scale).backward()
 
+    with torch.no_grad():
+        x_step = sketcher.node_sketches()  # the refresh reuses the step's sketches (GraphCoordination.after_step)
+    captured = {i: torch.randn(k, k) for i in range(n)}  # what the hooks left (timed apart: capture_ms)
+
     def refresh():
         with torch.no_grad():
-            grads._pending = {i: torch.randn(k, k) for i in range(n)}
+            grads._pending = dict(captured)
             grads.update()
-            builder.build(sketcher.node_sketches(), grads.sketches())
+            builder.build(x_step, grads.sketches())
 
     x_in = torch.randn(tokens, d)
 

@@ -120,8 +120,38 @@ class Sketcher(nn.Module):
         return sketch_lowrank(B, A, P.to(A.dtype), Q.to(A.dtype), layer.scaling, m)
 
     def node_sketches(self) -> Tensor:
-        r"""All node sketches stacked in depth order, :math:`(N, k^2)`."""
-        return torch.stack([self.sketch(i) for i in range(self.num_nodes)])
+        r"""All node sketches stacked in depth order, :math:`(N, k^2)`.
+
+        Batched per group of layers sharing weight shape, rank, dtype and device:
+        one ``P^T [B_1 ... B_n]`` and one ``[A_1; ...; A_n] Q`` GEMM and one
+        batched product per group, instead of a few small ops per node (the
+        per-node loop dominated the per-step coupling cost at N = 224;
+        BENCHMARKS.md, "Cost"). Equal to stacking :meth:`sketch` up to float
+        rounding.
+        """
+        groups: dict[tuple, list[int]] = {}
+        for i, (shape, layer) in enumerate(zip(self.shapes, self.layers)):
+            A = layer.lora_A
+            groups.setdefault((shape, A.shape[0], A.dtype, A.device), []).append(i)
+        parts, order = [], []
+        for (shape, r, dtype, device), idx in groups.items():
+            P, Q = self.projections(shape)
+            P, Q = P.to(dtype), Q.to(dtype)
+            layers = [self.layers[i] for i in idx]
+            n, k = len(idx), self.k
+            B = torch.cat([layer.lora_B for layer in layers], dim=1)  # (d_out, n r)
+            A = torch.cat([layer.lora_A for layer in layers], dim=0)  # (n r, d_in)
+            left = (P.mT @ B).view(k, n, r).transpose(0, 1)  # (n, k, r): P^T B_i
+            right = (A @ Q).view(n, r, k)  # (n, r, k): A_i Q
+            m = torch.stack([layer.gate.mask().to(device=device, dtype=dtype) * layer.scaling for layer in layers])
+            parts.append(torch.bmm(left * m[:, None, :], right).reshape(n, k * k))
+            order += idx
+        x = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if order == sorted(order):
+            return x
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return x.index_select(0, inverse.to(x.device))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(nodes={self.num_nodes}, shapes={len(self._keys)}, k={self.k}, seed={self.seed})"
