@@ -12,11 +12,12 @@ A="$PY benchmarks/accuracy.py"
 for pass in 1 2; do
   $A --study variants                       # choose the StructLoRA default (1 seed, lr 2e-3)
   $A --study lr-grid                         # every method, same grid, seed 0, validation chooses
-  $A --study main --seeds 5                  # the headline table
+  $A --study main --seeds 5 --methods peft-lora,sl-default,sl-none,sl-no-ib,sl-no-coord  # the headline table
+  $A --study main --seeds 3 --methods peft-dora,peft-adalora
   $A --study filters --seeds 3
   $A --study rank --seeds 3
   $A --study data --seeds 3
   $A --study amazon --seeds 3
-  $A --study llama --seeds 1
   $A --study modules --seeds 3
+  $A --study llama --seeds 1
 done
