@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python}
-$PY benchmarks/refresh_cost.py --reps 20
+$PY benchmarks/sketch_batching.py
+$PY benchmarks/refresh_cost.py --reps 10
 $PY benchmarks/step_time.py --model minilm --rounds 8 --block 8
 $PY benchmarks/inference.py --model minilm
 $PY benchmarks/step_time.py --model smollm2-135m --rounds 4 --block 4 --methods peft-lora,sl-default

@@ -215,6 +215,12 @@ def cost_tables() -> str:
         parts.append("### Graph machinery cost (synthetic factors, r = 8, k = 16, 1 thread)\n\n" + table(
             ["coordinator", "N", "d", "d_ff", "edges", "per-step coupling ms", "refresh ms",
              "gradient capture ms (256 tokens)", "load avg"], rows))
+    sb = read_jsonl("sketch_batching.jsonl")
+    if sb:
+        rows = [[r["N"], r["d"], r["d_ff"] or "–", f"{r['loop_ms']:.1f}", f"{r['batched_ms']:.1f}",
+                 f"{r['speedup']:.2f}×", f"{r['max_abs_diff']:.1e}"] for r in sb]
+        parts.append("### Node sketches: per-node loop (before) vs batched (now), forward + backward, 1 thread\n\n"
+                     + table(["N", "d", "d_ff", "loop ms", "batched ms", "speed-up", "max |Δ|"], rows))
     st = read_jsonl("step_time.jsonl")
     if st:
         rows = [[r["model"], r["method"], f"{r['median_step_s']:.3f}", f"{r['median_ratio']:.3f}",

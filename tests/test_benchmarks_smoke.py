@@ -38,3 +38,29 @@ def test_unchanged_lr_choice_and_statistics():
     assert sign_flip_p([0.01, 0.02, 0.03]) == 0.25  # 3 seeds: the smallest possible p is 2/8
     assert paired({0: 0.8, 1: 0.7}, {0: 0.7, 1: 0.7}).startswith("+5.0")
     assert "not run" in tables([])
+
+
+def test_report_reads_synthetic_results():
+    """chosen_lr takes the validation winner; the headline and component tables pair seeds."""
+    from benchmarks.accuracy import BASE, LR_GRID, METHODS
+    from benchmarks.report import component_table, main_table
+
+    def record(name, lr, seed, val, test):
+        cell = {**BASE, **METHODS[name], "lr": lr, "seed": seed}
+        metrics = {"validation_accuracy": val, "test_accuracy": test, "trainable_params": 10,
+                   "coordinator_params": 0, "final_rank": 96, "seconds_per_step": 1.0}
+        return {"key": cell_key(cell), "cell": {**cell, "name": name}, "metrics": metrics,
+                "analysis": {"relative_drift": 1.0}, "env": {}}
+
+    val = {LR_GRID[0]: 0.70, LR_GRID[1]: 0.80, LR_GRID[2]: 0.75}
+    results = [record(n, lr, 0, v, 0.5) for n in ("peft-lora", "sl-default") for lr, v in val.items()]
+    assert chosen_lr("peft-lora", results) == LR_GRID[1] and chosen_lr("sl-none", results) == LR_GRID[1]
+    best = LR_GRID[1]
+    results = [r for r in results if r["cell"]["lr"] != best]
+    results += [record("peft-lora", best, s, 0.8, t) for s, t in enumerate((0.70, 0.72, 0.74))]
+    results += [record("sl-default", best, s, 0.8, t) for s, t in enumerate((0.71, 0.74, 0.73))]
+    results += [record("sl-none", best, s, 0.8, t) for s, t in enumerate((0.70, 0.70, 0.70))]
+    headline = main_table(results)
+    assert "| sl-default | 0.005 | 3 | 80.0 ± 0.0 | 72.7 ± 1.5 | +0.7 ± 1.5 (n=3, 2W/1L, p=0.75) |" in headline
+    ablation = component_table(results)
+    assert "| w/o both (= LoRA) | 3 | 70.0 ± 0.0 | -2.7 ± 1.5 (n=3, 0W/3L, p=0.25) |" in ablation
