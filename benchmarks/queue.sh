@@ -16,8 +16,8 @@ for pass in 1 2; do
   $A --study main --seeds 3 --methods peft-dora,peft-adalora
   $A --study filters --seeds 3
   $A --study rank --seeds 3
-  $A --study data --seeds 3
   $A --study amazon --seeds 3
+  $A --study data --seeds 3
   $A --study modules --seeds 3
   $A --study llama --seeds 1
 done
