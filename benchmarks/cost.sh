@@ -11,4 +11,4 @@ $PY benchmarks/sketch_batching.py
 $PY benchmarks/refresh_cost.py --reps 10
 $PY benchmarks/step_time.py --model minilm --rounds 8 --block 8
 $PY benchmarks/inference.py --model minilm
-$PY benchmarks/step_time.py --model smollm2-135m --rounds 4 --block 4 --methods peft-lora,sl-default
+$PY benchmarks/step_time.py --model smollm2-135m --rounds 3 --block 3 --mem-steps 3 --methods peft-lora,sl-default

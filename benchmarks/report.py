@@ -208,12 +208,15 @@ def filters_table(results: list[dict]) -> str:
 def cost_tables() -> str:
     parts = []
     rc = {(r["N"], r["d"], r["d_ff"], r["coordinator"]): r for r in read_jsonl("refresh_cost.jsonl")}
+    before = {(r["N"], r["d"], r["d_ff"], r["coordinator"]): r for r in read_jsonl("refresh_cost_before_builder_fix.jsonl")}
     if rc:
-        rows = [[c, n, d, ff or "–", r["edges"], f"{r['step_coord_ms']:.1f}", f"{r['refresh_ms']:.1f}",
+        rows = [[c, n, d, ff or "–", r["edges"], f"{r['step_coord_ms']:.1f}",
+                 f"{before[(n, d, ff, c)]['refresh_ms']:.1f}" if (n, d, ff, c) in before else "–", f"{r['refresh_ms']:.1f}",
                  f"{r['capture_ms']:.0f}", f"{r['env'].get('load_avg_1min', float('nan')):.1f}"]
                 for (n, d, ff, c), r in sorted(rc.items(), key=lambda kv: (kv[0][3], kv[0][0], kv[0][1], kv[0][2] or 0))]
         parts.append("### Graph machinery cost (synthetic factors, r = 8, k = 16, 1 thread)\n\n" + table(
-            ["coordinator", "N", "d", "d_ff", "edges", "per-step coupling ms", "refresh ms",
+            ["coordinator", "N", "d", "d_ff", "edges", "per-step coupling ms", "refresh ms (before EMA/builder fix)",
+             "refresh ms",
              "gradient capture ms (256 tokens)", "load avg"], rows))
     sb = read_jsonl("sketch_batching.jsonl")
     if sb:

@@ -120,6 +120,7 @@ class LayerGraphBuilder:
         self._parsed = parsed
         self.block = torch.tensor([-1 if p is None else p[1] for p in parsed], dtype=torch.long)
         self.structural_pairs = self._structural_pairs()
+        self._shape_mask = self._same_shape()  # fixed for the builder's life: computed once
 
     @classmethod
     def from_layers(cls, layers: Mapping[str, nn.Module], **kwargs) -> "LayerGraphBuilder":
@@ -166,13 +167,13 @@ class LayerGraphBuilder:
             return {}
         g = F.normalize(grad_sketches.detach().double().cpu(), dim=1)  # a zero sketch has cosine 0 with all
         cos = (g @ g.T).clamp(-1.0, 1.0)  # (N, N)
-        allowed = self._same_shape() & (cos >= self.tau) & (cos > 0)
+        allowed = self._shape_mask & (cos >= self.tau) & (cos > 0)
         top = cos.masked_fill(~allowed, float("-inf")).topk(k, dim=1)
+        keep = torch.isfinite(top.values)  # row-major, as a loop over rows then columns would visit them
+        rows = torch.arange(self.num_nodes)[:, None].expand_as(top.indices)[keep].tolist()
         pairs = {}
-        for i, (values, cols) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
-            for value, j in zip(values, cols):
-                if value != float("-inf"):
-                    pairs[(min(i, j), max(i, j))] = value
+        for i, j, value in zip(rows, top.indices[keep].tolist(), top.values[keep].tolist()):
+            pairs[(min(i, j), max(i, j))] = value
         return pairs
 
     def build(self, x: Tensor, grad_sketches: Tensor | None = None) -> Data:
