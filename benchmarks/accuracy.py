@@ -7,7 +7,7 @@
     python benchmarks/accuracy.py --list --study data          # print the cells, run nothing
 
 Studies (the protocol is in BENCHMARKS.md): pilot (LoRA vs StructLoRA at the fixed
-lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants, rank, data,
+lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants, rank, lr-grid-r16, rank16-tuned, data,
 modules, filters, amazon, llama. Every study except lr-grid and variants trains
 each method at the learning rate it won on validation in the lr-grid study
 (:func:`chosen_lr`); a method with no lr-grid result is skipped with a message.
@@ -64,8 +64,8 @@ FILTERS = {
                       "coordinator": "none", "target_rank": KEEP, "prune_threshold": 0.0,
                       "prune_after_frac": 0.5, "prune_every": 100000},
 }
-MODULE_SETS = {
-    "qv": ["query", "value"],
+MODULE_SETS = {  # None: the model's default targets (query, value), i.e. the headline cells themselves
+    "qv": None,
     "attn": ["query", "key", "value", "attention.output.dense"],
     "all-dense": ["query", "key", "value", "dense"],
 }
@@ -175,6 +175,18 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
         for r in (2, 4, 8, 16):
             for name in methods:
                 cells += _with_lr(study, name, {**BASE, **METHODS[name], "r": r}, results, seeds)
+    elif study == "lr-grid-r16":  # r = 16 gets its own grid: the r = 8 lr collapses some seeds there
+        for name in methods:
+            cells += [{**BASE, **METHODS[name], "r": 16, "lr": lr, "seed": 0, "name": name, "study": study}
+                      for lr in LR_GRID]
+    elif study == "rank16-tuned":
+        for name in methods:
+            lr = chosen_lr(name, results, {**BASE, "r": 16})
+            if lr is None:
+                print(f"[{study}] skipping {name}: run --study lr-grid-r16 --methods {name} first")
+                continue
+            cells += [{**BASE, **METHODS[name], "r": 16, "lr": lr, "seed": s, "name": name, "study": study}
+                      for s in range(seeds)]
     elif study == "data":
         for frac in DATA_FRACTIONS:
             for name in methods:
@@ -204,11 +216,12 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
 DEFAULT_METHODS = {
     "pilot": ["peft-lora", "sl-default", "sl-none"],
     "lr-grid": HEADLINE, "main": HEADLINE, "amazon": ["peft-lora", "sl-default"],
-    "rank": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
+    "rank": ["peft-lora", "sl-default"], "lr-grid-r16": ["peft-lora", "sl-default"],
+    "rank16-tuned": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
     "modules": ["peft-lora", "sl-default"], "llama": ["peft-lora", "sl-default"],
     "variants": [], "filters": [],
 }
-DEFAULT_SEEDS = {"lr-grid": 1, "main": 5, "variants": 1, "llama": 1}
+DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "main": 5, "variants": 1, "llama": 1}
 
 
 def main(argv: list[str] | None = None) -> int:

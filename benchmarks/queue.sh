@@ -16,6 +16,8 @@ for pass in 1 2; do
   $A --study main --seeds 3 --methods peft-dora,peft-adalora
   $A --study filters --seeds 3
   $A --study rank --seeds 3
+  $A --study lr-grid-r16                     # r = 16 gets its own lr grid (seed 0)
+  $A --study rank16-tuned --seeds 3
   $A --study amazon --seeds 3
   $A --study data --seeds 3
   $A --study modules --seeds 3

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.accuracy import (BASE, FILTERS, HEADLINE, KEEP, LR_GRID, METHODS, MODULE_SETS,  # noqa: E402
+from benchmarks.accuracy import (BASE, FILTERS, HEADLINE, KEEP, LR_FROM, LR_GRID, METHODS, MODULE_SETS,  # noqa: E402
                                  chosen_lr, load_results, study_cells)
 from benchmarks.harness import cell_key  # noqa: E402
 
@@ -104,20 +104,18 @@ def first(rows: dict[int, dict], path: str, fmt=lambda v: v):
 
 # --- tables -----------------------------------------------------------------------------------------
 
-def lr_grid_table(results: list[dict]) -> str:
+def lr_grid_table(results: list[dict], names=None, base: dict = BASE, label: str = "method") -> str:
     recs = by_key(results)
     rows = []
-    for name in HEADLINE:
-        if name == "sl-none":
-            continue
+    for name in names or [n for n in HEADLINE if n not in LR_FROM]:
         vals = []
         for lr in LR_GRID:
-            r = recs.get(cell_key({**BASE, **METHODS[name], "lr": lr, "seed": 0}))
+            r = recs.get(cell_key({**base, **METHODS[name], "lr": lr, "seed": 0}))
             vals.append("not run" if r is None else
                         f"{100 * r['metrics']['validation_accuracy']:.1f} ({100 * r['metrics']['test_accuracy']:.1f})")
-        lr = chosen_lr(name, results)
+        lr = chosen_lr(name, results, base)
         rows.append([name, *vals, "–" if lr is None else f"**{lr:g}**"])
-    return table(["method"] + [f"lr {lr:g}: val (test)" for lr in LR_GRID] + ["chosen (val)"], rows)
+    return table([label] + [f"lr {lr:g}: val (test)" for lr in LR_GRID] + ["chosen (val)"], rows)
 
 
 def method_rows(groups: dict, setting, names: list[str], ref_name: str = "peft-lora") -> list[list]:
@@ -162,20 +160,36 @@ def component_table(results: list[dict]) -> str:
     return table(["setting", "seeds", "test acc %", "Δ vs full (paired, points)"], rows)
 
 
-def sweep_table(results: list[dict], study: str, key: str, label: str, values) -> str:
+def sweep_rows(results: list[dict], study: str, key: str, values, suffix: str = "") -> list[list]:
     methods = ["peft-lora", "sl-default"]
     g = group(study, methods, results, setting=lambda c: json.dumps(c[key]))
     rows = []
     for v in values:
         s = json.dumps(v)
-        lora, sl = acc(g.get((s, "peft-lora"), {})), acc(g.get((s, "sl-default"), {}))
-        rows.append([label_of(v), mean_std(list(lora.values())), mean_std(list(sl.values())), paired(sl, lora)])
-    return table([label, "PEFT LoRA test %", "StructLoRA test %", "Δ (paired, points)"], rows)
+        lora, sl = g.get((s, "peft-lora"), {}), g.get((s, "sl-default"), {})
+        lrs = "/".join("–" if not x else f"{next(iter(x.values()))['cell']['lr']:g}" for x in (lora, sl))
+        rows.append([label_of(v) + suffix, lrs, mean_std(list(acc(lora).values())), mean_std(list(acc(sl).values())),
+                     paired(acc(sl), acc(lora))])
+    return rows
+
+
+SWEEP_HEADER = ["lr (LoRA/StructLoRA)", "PEFT LoRA test %", "StructLoRA test %", "Δ (paired, points)"]
+
+
+def sweep_table(results: list[dict], study: str, key: str, label: str, values) -> str:
+    return table([label] + SWEEP_HEADER, sweep_rows(results, study, key, values))
+
+
+def rank_table(results: list[dict]) -> str:
+    """All ranks at the r = 8 learning rates, plus r = 16 at learning rates chosen by its own grid."""
+    rows = sweep_rows(results, "rank", "r", (2, 4, 8, 16))
+    rows += sweep_rows(results, "rank16-tuned", "r", (16,), " (own lr grid)")
+    return table(["r"] + SWEEP_HEADER, rows)
 
 
 def label_of(v) -> str:
-    if isinstance(v, list):
-        return next((k for k, m in MODULE_SETS.items() if m == v), ",".join(v))
+    if v is None or isinstance(v, list):
+        return next((k for k, m in MODULE_SETS.items() if m == v), None) or ",".join(v)
     return str(v)
 
 
@@ -259,7 +273,8 @@ def tables(results: list[dict]) -> str:
            "### Component ablation (paper Table 5), from the headline cells\n\n" + component_table(results),
            "### Choosing the StructLoRA default (variant study)\n\n" + variants_table(results),
            "### Filtering strategies at equal kept rank\n\n" + filters_table(results),
-           "### Rank sweep\n\n" + sweep_table(results, "rank", "r", "r", (2, 4, 8, 16)),
+           "### Rank sweep\n\n" + rank_table(results),
+           "### Learning-rate grid at r = 16 (seed 0, validation chooses)\n\n" + lr_grid_table(results, ["peft-lora", "sl-default"], {**BASE, "r": 16}, "method (r = 16)"),
            "### Data sweep (fraction of a 1,024-example pool)\n\n"
            + sweep_table(results, "data", "train_size", "train size", (102, 256, 512, 1024)),
            "### Target-module sweep\n\n" + sweep_table(results, "modules", "modules", "modules", list(MODULE_SETS.values())),

@@ -64,3 +64,31 @@ def test_report_reads_synthetic_results():
     assert "| sl-default | 0.005 | 3 | 80.0 ± 0.0 | 72.7 ± 1.5 | +0.7 ± 1.5 (n=3, 2W/1L, p=0.75) |" in headline
     ablation = component_table(results)
     assert "| w/o both (= LoRA) | 3 | 70.0 ± 0.0 | -2.7 ± 1.5 (n=3, 0W/3L, p=0.25) |" in ablation
+
+
+def test_rank16_own_grid_and_shared_module_cells():
+    """r = 16 trains at the lr its own grid chose; the module sweep's "qv" row is the headline cells."""
+    from benchmarks.accuracy import BASE, LR_GRID, METHODS, study_cells
+    from benchmarks.report import rank_table, sweep_table
+
+    def record(name, r, lr, seed, val, test):
+        cell = {**BASE, **METHODS[name], "r": r, "lr": lr, "seed": seed}
+        return {"key": cell_key(cell), "cell": {**cell, "name": name},
+                "metrics": {"validation_accuracy": val, "test_accuracy": test}, "env": {}}
+
+    assert study_cells("rank16-tuned", 3, ["peft-lora"], []) == []  # no r = 16 grid yet: nothing to run
+    grid = [record("peft-lora", 16, lr, 0, v, 0.5) for lr, v in zip(LR_GRID, (0.70, 0.60, 0.65))]
+    grid += [record("peft-lora", 8, lr, 0, v, 0.5) for lr, v in zip(LR_GRID, (0.60, 0.80, 0.65))]
+    cells = study_cells("rank16-tuned", 2, ["peft-lora"], grid)
+    assert [(c["r"], c["lr"], c["seed"]) for c in cells] == [(16, LR_GRID[0], 0), (16, LR_GRID[0], 1)]
+    runs = grid + [record("peft-lora", 16, LR_GRID[0], 1, 0.7, 0.6)]
+    runs += [record("sl-default", 16, LR_GRID[0], s, 0.7, t) for s, t in ((0, 0.55), (1, 0.62))]
+    assert chosen_lr("peft-lora", runs, {**BASE, "r": 16}) == LR_GRID[0]
+    # the r = 16 seed-0 LoRA cell of the tuned study is also the grid's cell: shared, not rerun
+    assert "| 16 (own lr grid) | 0.002/– | 55.0 ± 7.1 | not run | n/a |" in rank_table(runs)
+
+    main = study_cells("main", 1, ["peft-lora"], grid)
+    modules = study_cells("modules", 1, ["peft-lora"], grid)
+    assert cell_key(modules[0]) == cell_key(main[0])  # qv = the model's default targets
+    assert "| qv | 0.005/– |" in sweep_table(grid + [record("peft-lora", 8, LR_GRID[1], 0, 0.8, 0.7)],
+                                           "modules", "modules", "modules", [None])
