@@ -153,6 +153,15 @@ def sweeps(results, out: Path) -> Path:
                             yerr=[statistics.stdev(pts[x]) if len(pts[x]) > 1 else 0 for x in xs],
                             marker="o", capsize=3, label=name, color=COLORS[name])
                 drawn = True
+            if study == "rank":  # r = 16 at the lr its own grid chose: an open marker beside the line
+                with contextlib.redirect_stdout(io.StringIO()):
+                    tuned = [recs[cell_key(c)] for c in study_cells("rank16-tuned", 10, [name], results)
+                             if cell_key(c) in recs]
+                if tuned:
+                    accs = [100 * r["metrics"]["test_accuracy"] for r in tuned]
+                    ax.errorbar([16], [statistics.fmean(accs)], yerr=[statistics.stdev(accs) if len(accs) > 1 else 0],
+                                marker="s", mfc="none", capsize=3, color=COLORS[name], ls="none",
+                                label=f"{name}, r = 16 at its own lr")
         if not drawn:
             _empty(ax)
         ax.set_xscale("log", base=2)

@@ -21,5 +21,6 @@ for pass in 1 2; do
   $A --study amazon --seeds 3
   $A --study data --seeds 3
   $A --study modules --seeds 3
-  $A --study llama --seeds 1
+  $A --study llama --seeds 1                 # one pair first, then up to 3 seeds
+  $A --study llama --seeds 3
 done
