@@ -54,7 +54,7 @@ def layer_cosine(results, out: Path) -> Path:
     recs, study = _headline(PAIR, results)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     seed0 = {n: [r for r in recs.get(n, []) if r["cell"]["seed"] == 0] for n in PAIR}
-    mats = {n: [[0.0 if i == j else c for j, c in enumerate(row)] for i, row in enumerate(rs[0]["analysis"]["cosine"])]
+    mats = {n: [[0.0 if i == j else (float("nan") if c is None else c) for j, c in enumerate(row)] for i, row in enumerate(rs[0]["analysis"]["cosine"])]
             for n, rs in seed0.items() if rs}
     vmax = max([abs(c) for m in mats.values() for row in m for c in row] + [1e-3])
     for ax, name in zip(axes, PAIR):

@@ -165,24 +165,30 @@ def structural_edges(names: list[str]) -> torch.Tensor:
 
 
 def drift(deltas: dict[str, torch.Tensor]) -> dict:
-    """Exact drift energy of the updates over the depth chain, and its scale-free version."""
-    from structlora.theory import layer_drift_energy
+    """Exact drift energy of the updates over the depth chain, and its scale-free version.
 
+    ``sum over chain edges of ||dW_i - dW_j||_F^2`` (each undirected edge once, as
+    :func:`structlora.theory.layer_drift_energy` counts it). Chain edges join layers of one
+    type, hence one shape; layers of different shapes (q_proj/v_proj in a GQA model, the
+    MLP next to attention) are never compared with each other.
+    """
     names = list(deltas)
-    x = torch.stack([deltas[n].flatten().float() for n in names])  # (N, d_out*d_in)
-    energy = layer_drift_energy(x, structural_edges(names))
-    norm2 = float(x.pow(2).sum())
+    edges = structural_edges(names).T.tolist()
+    energy = 0.5 * sum(float((deltas[names[i]].float() - deltas[names[j]].float()).pow(2).sum()) for i, j in edges)
+    norm2 = sum(float(d.float().pow(2).sum()) for d in deltas.values())
     return {"drift_energy": energy, "update_norm2": norm2, "relative_drift": energy / norm2 if norm2 else 0.0}
 
 
 def analyse(deltas: dict[str, torch.Tensor], top: int = 16) -> dict:
-    """Drift, per-layer norms and singular values, pairwise cosines of the final updates."""
+    """Drift, per-layer norms and singular values, pairwise cosines of the final updates
+    (``None`` between layers of different shapes: no cosine is defined there)."""
     names = list(deltas)
-    x = torch.stack([deltas[n].flatten().float() for n in names])
-    unit = x / x.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    flat = [deltas[n].flatten().float() for n in names]
+    norms = [float(v.norm()) for v in flat]
+    cosine = [[float(a @ b) / max(na * nb, 1e-30) if a.shape == b.shape else None
+               for b, nb in zip(flat, norms)] for a, na in zip(flat, norms)]
     svals = [torch.linalg.svdvals(deltas[n].float())[:top].tolist() for n in names]
-    return {**drift(deltas), "layers": names, "norms": x.norm(dim=1).tolist(), "singular_values": svals,
-            "cosine": (unit @ unit.T).tolist()}
+    return {**drift(deltas), "layers": names, "norms": norms, "singular_values": svals, "cosine": cosine}
 
 
 # --- the cell -----------------------------------------------------------------------------------

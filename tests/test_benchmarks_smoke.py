@@ -92,3 +92,40 @@ def test_rank16_own_grid_and_shared_module_cells():
     assert cell_key(modules[0]) == cell_key(main[0])  # qv = the model's default targets
     assert "| qv | 0.005/– |" in sweep_table(grid + [record("peft-lora", 8, LR_GRID[1], 0, 0.8, 0.7)],
                                            "modules", "modules", "modules", [None])
+
+
+def test_drift_and_analysis_with_layers_of_different_shapes():
+    """The drift is the chain energy of structlora.theory; mixed shapes (GQA, MLP) are never compared."""
+    import torch
+
+    from benchmarks.harness import analyse, drift, structural_edges
+    from structlora.theory import layer_drift_energy
+
+    g = torch.Generator().manual_seed(0)
+    names = [f"encoder.layer.{i}.attention.self.{t}" for i in range(3) for t in ("query", "value")]
+    same = {n: torch.randn(4, 4, generator=g, dtype=torch.float64) for n in names}
+    x = torch.stack([same[n].flatten() for n in names])
+    ref = layer_drift_energy(x, structural_edges(names))
+    assert abs(drift(same)["drift_energy"] - ref) < 1e-6 * ref  # the harness works in float32
+
+    mixed = {n: torch.randn(4 if n.endswith("query") else 2, 4, generator=g) for n in names}
+    d = drift(mixed)
+    q = [mixed[n] for n in names if n.endswith("query")]
+    v = [mixed[n] for n in names if n.endswith("value")]
+    expect = sum(float((a[i] - a[i + 1]).pow(2).sum()) for a in (q, v) for i in range(2))
+    assert abs(d["drift_energy"] - expect) < 1e-4
+    assert abs(d["update_norm2"] - sum(float(m.pow(2).sum()) for m in mixed.values())) < 1e-4
+    cos = analyse(mixed)["cosine"]
+    assert cos[0][1] is None and cos[0][2] is not None and abs(cos[0][0] - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("method,sl", [("peft-lora", {}), ("structlora", DEFAULT_SL)])
+def test_run_cell_with_layers_of_different_shapes(assets, method, sl):
+    """Attention next to the MLP (as in the all-dense sweep and LLaMA's q_proj/v_proj)."""
+    cell = {"task": str(assets / "data.jsonl"), "model": str(assets / "model"), "method": method, "sl": sl,
+            "r": 2, "modules": ["query", "intermediate.dense"], "train_size": 16, "batch_size": 8,
+            "max_length": 8, "max_steps": 2, "name": method, "study": "smoke"}
+    record = run_cell(cell, progress=False)
+    a = record["analysis"]
+    assert len(a["layers"]) == 4 and record["trace"][-1]["step"] == 2
+    assert a["drift_energy"] > 0 and a["cosine"][0][1] is None  # query vs intermediate: no cosine
