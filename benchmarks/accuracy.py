@@ -8,7 +8,7 @@
 
 Studies (the protocol is in BENCHMARKS.md): pilot (LoRA vs StructLoRA at the fixed
 lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants, rank, lr-grid-r16, rank16-tuned, data,
-modules, filters, amazon, llama. Every study except lr-grid and variants trains
+modules, filters, amazon, llama-lr-grid, llama. Every study except lr-grid and variants trains
 each method at the learning rate it won on validation in the lr-grid study
 (:func:`chosen_lr`); a method with no lr-grid result is skipped with a message.
 
@@ -69,6 +69,10 @@ MODULE_SETS = {  # None: the model's default targets (query, value), i.e. the he
     "attn": ["query", "key", "value", "attention.output.dense"],
     "all-dense": ["query", "key", "value", "dense"],
 }
+# SmolLM2-135M as a sequence classifier: 256 examples (32 steps), its own lr grid (a 135M decoder
+# trains at smaller learning rates than MiniLM's adapters); seed 0 of the grid, validation chooses.
+LLAMA = {**BASE, "model": "smollm2-135m", "train_size": 256}
+LLAMA_LR_GRID = (5e-4, 1e-3, 2e-3)
 DATA_POOL = 1024  # the data sweep takes 10/25/50/100% of the first 1024 training examples
 DATA_FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 
@@ -106,12 +110,12 @@ def load_results(path: Path = RESULTS) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def chosen_lr(name: str, results: list[dict], base: dict = BASE) -> float | None:
+def chosen_lr(name: str, results: list[dict], base: dict = BASE, grid=LR_GRID) -> float | None:
     """The lr-grid learning rate with the best validation accuracy (ties: the smaller lr)."""
     name = LR_FROM.get(name, name)
     spec = METHODS[name]
     best = None
-    for lr in LR_GRID:
+    for lr in grid:
         key = cell_key({**base, **spec, "lr": lr, "seed": 0})
         accs = [r["metrics"]["validation_accuracy"] for r in results if r["key"] == key]
         if not accs:
@@ -204,10 +208,18 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
         for r in (KEEP, BASE["r"]):  # LoRA at the kept rank and at the full rank, same lr
             cells += [{**BASE, **METHODS["peft-lora"], "r": r, "lr": lr, "seed": s, "name": f"peft-lora-r{r}",
                        "study": study} for s in range(seeds)]
+    elif study == "llama-lr-grid":
+        for name in methods:
+            cells += [{**LLAMA, **METHODS[name], "lr": lr, "seed": 0, "name": name, "study": study}
+                      for lr in LLAMA_LR_GRID]
     elif study == "llama":
         for name in methods:
-            cells += [{**BASE, **METHODS[name], "model": "smollm2-135m", "train_size": 256, "lr": 1e-3, "seed": s,
-                       "name": name, "study": study} for s in range(seeds)]
+            lr = chosen_lr(name, results, LLAMA, LLAMA_LR_GRID)
+            if lr is None:
+                print(f"[{study}] skipping {name}: run --study llama-lr-grid --methods {name} first")
+                continue
+            cells += [{**LLAMA, **METHODS[name], "lr": lr, "seed": s, "name": name, "study": study}
+                      for s in range(seeds)]
     else:
         raise ValueError(f"unknown study {study!r}")
     return cells
@@ -219,9 +231,9 @@ DEFAULT_METHODS = {
     "rank": ["peft-lora", "sl-default"], "lr-grid-r16": ["peft-lora", "sl-default"],
     "rank16-tuned": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
     "modules": ["peft-lora", "sl-default"], "llama": ["peft-lora", "sl-default"],
-    "variants": [], "filters": [],
+    "llama-lr-grid": ["peft-lora", "sl-default"], "variants": [], "filters": [],
 }
-DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "main": 5, "variants": 1, "llama": 1}
+DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "llama-lr-grid": 1, "main": 5, "variants": 1, "llama": 1}
 
 
 def main(argv: list[str] | None = None) -> int:

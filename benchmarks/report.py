@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.accuracy import (BASE, FILTERS, HEADLINE, KEEP, LR_FROM, LR_GRID, METHODS, MODULE_SETS,  # noqa: E402
-                                 chosen_lr, load_results, study_cells)
+from benchmarks.accuracy import (BASE, FILTERS, HEADLINE, KEEP, LLAMA, LLAMA_LR_GRID, LR_FROM,  # noqa: E402
+                                 LR_GRID, METHODS, MODULE_SETS, chosen_lr, load_results, study_cells)
 from benchmarks.harness import cell_key  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,18 +104,18 @@ def first(rows: dict[int, dict], path: str, fmt=lambda v: v):
 
 # --- tables -----------------------------------------------------------------------------------------
 
-def lr_grid_table(results: list[dict], names=None, base: dict = BASE, label: str = "method") -> str:
+def lr_grid_table(results: list[dict], names=None, base: dict = BASE, label: str = "method", grid=LR_GRID) -> str:
     recs = by_key(results)
     rows = []
     for name in names or [n for n in HEADLINE if n not in LR_FROM]:
         vals = []
-        for lr in LR_GRID:
+        for lr in grid:
             r = recs.get(cell_key({**base, **METHODS[name], "lr": lr, "seed": 0}))
             vals.append("not run" if r is None else
                         f"{100 * r['metrics']['validation_accuracy']:.1f} ({100 * r['metrics']['test_accuracy']:.1f})")
-        lr = chosen_lr(name, results, base)
+        lr = chosen_lr(name, results, base, grid)
         rows.append([name, *vals, "–" if lr is None else f"**{lr:g}**"])
-    return table([label] + [f"lr {lr:g}: val (test)" for lr in LR_GRID] + ["chosen (val)"], rows)
+    return table([label] + [f"lr {lr:g}: val (test)" for lr in grid] + ["chosen (val)"], rows)
 
 
 def method_rows(groups: dict, setting, names: list[str], ref_name: str = "peft-lora") -> list[list]:
@@ -160,24 +160,31 @@ def component_table(results: list[dict]) -> str:
     return table(["setting", "seeds", "test acc %", "Δ vs full (paired, points)"], rows)
 
 
-def sweep_rows(results: list[dict], study: str, key: str, values, suffix: str = "") -> list[list]:
-    methods = ["peft-lora", "sl-default"]
+def sweep_rows(results: list[dict], study: str, key: str, values, suffix: str = "", extra=()) -> list[list]:
+    """One row per setting: LoRA, StructLoRA, their paired difference; then, for each name in
+    ``extra`` (e.g. the ablations), its accuracy and its paired difference against LoRA."""
+    methods = ["peft-lora", "sl-default", *extra]
     g = group(study, methods, results, setting=lambda c: json.dumps(c[key]))
     rows = []
     for v in values:
         s = json.dumps(v)
         lora, sl = g.get((s, "peft-lora"), {}), g.get((s, "sl-default"), {})
         lrs = "/".join("–" if not x else f"{next(iter(x.values()))['cell']['lr']:g}" for x in (lora, sl))
-        rows.append([label_of(v) + suffix, lrs, mean_std(list(acc(lora).values())), mean_std(list(acc(sl).values())),
-                     paired(acc(sl), acc(lora))])
+        row = [label_of(v) + suffix, lrs, mean_std(list(acc(lora).values())), mean_std(list(acc(sl).values())),
+               paired(acc(sl), acc(lora))]
+        for name in extra:
+            other = acc(g.get((s, name), {}))
+            row.append(f"{mean_std(list(other.values()))}; {paired(other, acc(lora))}")
+        rows.append(row)
     return rows
 
 
 SWEEP_HEADER = ["lr (LoRA/StructLoRA)", "PEFT LoRA test %", "StructLoRA test %", "Δ (paired, points)"]
 
 
-def sweep_table(results: list[dict], study: str, key: str, label: str, values) -> str:
-    return table([label] + SWEEP_HEADER, sweep_rows(results, study, key, values))
+def sweep_table(results: list[dict], study: str, key: str, label: str, values, extra=()) -> str:
+    header = [label] + SWEEP_HEADER + [f"{name} test %; Δ vs LoRA" for name in extra]
+    return table(header, sweep_rows(results, study, key, values, extra=extra))
 
 
 def rank_table(results: list[dict]) -> str:
@@ -276,10 +283,13 @@ def tables(results: list[dict]) -> str:
            "### Rank sweep\n\n" + rank_table(results),
            "### Learning-rate grid at r = 16 (seed 0, validation chooses)\n\n" + lr_grid_table(results, ["peft-lora", "sl-default"], {**BASE, "r": 16}, "method (r = 16)"),
            "### Data sweep (fraction of a 1,024-example pool)\n\n"
-           + sweep_table(results, "data", "train_size", "train size", (102, 256, 512, 1024)),
+           + sweep_table(results, "data", "train_size", "train size", (102, 256, 512, 1024),
+                         extra=("sl-no-coord", "sl-no-ib")),
            "### Target-module sweep\n\n" + sweep_table(results, "modules", "modules", "modules", list(MODULE_SETS.values())),
            "### Amazon snippets\n\n" + main_table(results, "amazon"),
-           "### LLaMA family: SmolLM2-135M\n\n" + main_table(results, "llama"),
+           "### LLaMA family: SmolLM2-135M (256 examples, 32 steps, r = 8 on q_proj/v_proj)\n\n"
+           + lr_grid_table(results, ["peft-lora", "sl-default"], LLAMA, "method (SmolLM2, seed 0)", LLAMA_LR_GRID)
+           + "\n\n" + main_table(results, "llama"),
            cost_tables()]
     return "\n\n".join(out) + "\n"
 
