@@ -87,6 +87,13 @@ def test_rank16_own_grid_and_shared_module_cells():
     # the r = 16 seed-0 LoRA cell of the tuned study is also the grid's cell: shared, not rerun
     assert "| 16 (own lr grid) | 0.002/– | 55.0 ± 7.1 | not run | n/a |" in rank_table(runs)
 
+    from benchmarks.accuracy import LLAMA, LLAMA_LR_GRID
+    llama = [record("peft-lora", 8, lr, 0, v, 0.5) | {"key": cell_key({**LLAMA, **METHODS["peft-lora"], "lr": lr,
+                                                                     "seed": 0})}
+             for lr, v in zip(LLAMA_LR_GRID, (0.6, 0.6, 0.7))]
+    assert study_cells("llama", 1, ["peft-lora"], grid) == []  # MiniLM's grid does not choose SmolLM2's lr
+    assert [c["lr"] for c in study_cells("llama", 1, ["peft-lora"], llama)] == [LLAMA_LR_GRID[2]]
+
     main = study_cells("main", 1, ["peft-lora"], grid)
     modules = study_cells("modules", 1, ["peft-lora"], grid)
     assert cell_key(modules[0]) == cell_key(main[0])  # qv = the model's default targets
