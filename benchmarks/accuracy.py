@@ -8,7 +8,7 @@
 
 Studies (the protocol is in BENCHMARKS.md): pilot (LoRA vs StructLoRA at the fixed
 lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants, rank, lr-grid-r16, rank16-tuned, data,
-modules, filters, amazon, llama-lr-grid, llama. Every study except lr-grid and variants trains
+modules, lr-grid-modules, modules-tuned, filters, amazon, llama-lr-grid, llama. Every study except lr-grid and variants trains
 each method at the learning rate it won on validation in the lr-grid study
 (:func:`chosen_lr`); a method with no lr-grid result is skipped with a message.
 
@@ -73,6 +73,11 @@ MODULE_SETS = {  # None: the model's default targets (query, value), i.e. the he
 # trains at smaller learning rates than MiniLM's adapters); seed 0 of the grid, validation chooses.
 LLAMA = {**BASE, "model": "smollm2-135m", "train_size": 256}
 LLAMA_LR_GRID = (5e-4, 1e-3, 2e-3)
+# Settings that train at their own lr grid (LR_GRID, seed 0, validation chooses) besides the protocol's
+# rows at the r = 8 lr: at r = 16 and with more adapted modules the r = 8 lr (5e-3) collapses some seeds.
+OWN_GRID = {"lr-grid-r16": [{"r": 16}],
+            "lr-grid-modules": [{"modules": MODULE_SETS["attn"]}, {"modules": MODULE_SETS["all-dense"]}]}
+TUNED = {"rank16-tuned": "lr-grid-r16", "modules-tuned": "lr-grid-modules"}
 DATA_POOL = 1024  # the data sweep takes 10/25/50/100% of the first 1024 training examples
 DATA_FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 
@@ -179,18 +184,21 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
         for r in (2, 4, 8, 16):
             for name in methods:
                 cells += _with_lr(study, name, {**BASE, **METHODS[name], "r": r}, results, seeds)
-    elif study == "lr-grid-r16":  # r = 16 gets its own grid: the r = 8 lr collapses some seeds there
-        for name in methods:
-            cells += [{**BASE, **METHODS[name], "r": 16, "lr": lr, "seed": 0, "name": name, "study": study}
-                      for lr in LR_GRID]
-    elif study == "rank16-tuned":
-        for name in methods:
-            lr = chosen_lr(name, results, {**BASE, "r": 16})
-            if lr is None:
-                print(f"[{study}] skipping {name}: run --study lr-grid-r16 --methods {name} first")
-                continue
-            cells += [{**BASE, **METHODS[name], "r": 16, "lr": lr, "seed": s, "name": name, "study": study}
-                      for s in range(seeds)]
+    elif study in OWN_GRID:  # a setting whose r = 8 learning rate is too high: its own grid, seed 0
+        for setting in OWN_GRID[study]:
+            for name in methods:
+                cells += [{**BASE, **METHODS[name], **setting, "lr": lr, "seed": 0, "name": name, "study": study}
+                          for lr in LR_GRID]
+    elif study in TUNED:  # then every seed at the lr that grid chose for this setting and method
+        grid_study = TUNED[study]
+        for setting in OWN_GRID[grid_study]:
+            for name in methods:
+                lr = chosen_lr(name, results, {**BASE, **setting})
+                if lr is None:
+                    print(f"[{study}] skipping {name} {setting}: run --study {grid_study} --methods {name} first")
+                    continue
+                cells += [{**BASE, **METHODS[name], **setting, "lr": lr, "seed": s, "name": name, "study": study}
+                          for s in range(seeds)]
     elif study == "data":
         for frac in DATA_FRACTIONS:
             for name in methods:
@@ -229,11 +237,12 @@ DEFAULT_METHODS = {
     "pilot": ["peft-lora", "sl-default", "sl-none"],
     "lr-grid": HEADLINE, "main": HEADLINE, "amazon": ["peft-lora", "sl-default"],
     "rank": ["peft-lora", "sl-default"], "lr-grid-r16": ["peft-lora", "sl-default"],
-    "rank16-tuned": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
+    "rank16-tuned": ["peft-lora", "sl-default"], "lr-grid-modules": ["peft-lora", "sl-default"],
+    "modules-tuned": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
     "modules": ["peft-lora", "sl-default"], "llama": ["peft-lora", "sl-default"],
     "llama-lr-grid": ["peft-lora", "sl-default"], "variants": [], "filters": [],
 }
-DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "llama-lr-grid": 1, "main": 5, "variants": 1, "llama": 1}
+DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "lr-grid-modules": 1, "llama-lr-grid": 1, "main": 5, "variants": 1, "llama": 1}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,10 @@ for pass in 1 2; do
   $A --study rank16-tuned --seeds 3
   $A --study amazon --seeds 3
   $A --study data --seeds 3
+  $A --study data --seeds 3 --methods sl-no-coord,sl-no-ib   # which part costs at low data
   $A --study modules --seeds 3
-  $A --study llama --seeds 1                 # one pair first, then up to 3 seeds
+  $A --study lr-grid-modules                 # the larger module sets get their own lr grid
+  $A --study modules-tuned --seeds 3
+  $A --study llama-lr-grid                   # SmolLM2's own lr grid (seed 0)
   $A --study llama --seeds 3
 done

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.accuracy import (BASE, FILTERS, HEADLINE, KEEP, LLAMA, LLAMA_LR_GRID, LR_FROM,  # noqa: E402
-                                 LR_GRID, METHODS, MODULE_SETS, chosen_lr, load_results, study_cells)
+                                 LR_GRID, METHODS, MODULE_SETS, OWN_GRID, TUNED, chosen_lr, load_results, study_cells)
 from benchmarks.harness import cell_key  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,11 +187,18 @@ def sweep_table(results: list[dict], study: str, key: str, label: str, values, e
     return table(header, sweep_rows(results, study, key, values, extra=extra))
 
 
-def rank_table(results: list[dict]) -> str:
-    """All ranks at the r = 8 learning rates, plus r = 16 at learning rates chosen by its own grid."""
-    rows = sweep_rows(results, "rank", "r", (2, 4, 8, 16))
-    rows += sweep_rows(results, "rank16-tuned", "r", (16,), " (own lr grid)")
-    return table(["r"] + SWEEP_HEADER, rows)
+def tuned_table(results: list[dict], study: str, key: str, label: str, values, tuned: str) -> str:
+    """A sweep at the r = 8 learning rates, plus the settings of ``tuned`` at the lr their own grid chose."""
+    own = [setting[key] for setting in OWN_GRID[TUNED[tuned]]]
+    rows = sweep_rows(results, study, key, values) + sweep_rows(results, tuned, key, own, " (own lr grid)")
+    return table([label] + SWEEP_HEADER, rows)
+
+
+def own_grid_tables(results: list[dict], grid_study: str) -> str:
+    return "\n\n".join(
+        lr_grid_table(results, ["peft-lora", "sl-default"], {**BASE, **setting},
+                      "method (" + ", ".join(f"{k} = {label_of(v)}" for k, v in setting.items()) + ")")
+        for setting in OWN_GRID[grid_study])
 
 
 def label_of(v) -> str:
@@ -280,12 +287,15 @@ def tables(results: list[dict]) -> str:
            "### Component ablation (paper Table 5), from the headline cells\n\n" + component_table(results),
            "### Choosing the StructLoRA default (variant study)\n\n" + variants_table(results),
            "### Filtering strategies at equal kept rank\n\n" + filters_table(results),
-           "### Rank sweep\n\n" + rank_table(results),
-           "### Learning-rate grid at r = 16 (seed 0, validation chooses)\n\n" + lr_grid_table(results, ["peft-lora", "sl-default"], {**BASE, "r": 16}, "method (r = 16)"),
+           "### Rank sweep\n\n" + tuned_table(results, "rank", "r", "r", (2, 4, 8, 16), "rank16-tuned"),
+           "### Learning-rate grid at r = 16 (seed 0, validation chooses)\n\n" + own_grid_tables(results, "lr-grid-r16"),
            "### Data sweep (fraction of a 1,024-example pool)\n\n"
            + sweep_table(results, "data", "train_size", "train size", (102, 256, 512, 1024),
                          extra=("sl-no-coord", "sl-no-ib")),
-           "### Target-module sweep\n\n" + sweep_table(results, "modules", "modules", "modules", list(MODULE_SETS.values())),
+           "### Target-module sweep\n\n"
+           + tuned_table(results, "modules", "modules", "modules", list(MODULE_SETS.values()), "modules-tuned"),
+           "### Learning-rate grids for the larger module sets (seed 0, validation chooses)\n\n"
+           + own_grid_tables(results, "lr-grid-modules"),
            "### Amazon snippets\n\n" + main_table(results, "amazon"),
            "### LLaMA family: SmolLM2-135M (256 examples, 32 steps, r = 8 on q_proj/v_proj)\n\n"
            + lr_grid_table(results, ["peft-lora", "sl-default"], LLAMA, "method (SmolLM2, seed 0)", LLAMA_LR_GRID)

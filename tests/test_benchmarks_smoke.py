@@ -69,7 +69,7 @@ def test_report_reads_synthetic_results():
 def test_rank16_own_grid_and_shared_module_cells():
     """r = 16 trains at the lr its own grid chose; the module sweep's "qv" row is the headline cells."""
     from benchmarks.accuracy import BASE, LR_GRID, METHODS, study_cells
-    from benchmarks.report import rank_table, sweep_table
+    from benchmarks.report import sweep_table, tuned_table
 
     def record(name, r, lr, seed, val, test):
         cell = {**BASE, **METHODS[name], "r": r, "lr": lr, "seed": seed}
@@ -85,7 +85,7 @@ def test_rank16_own_grid_and_shared_module_cells():
     runs += [record("sl-default", 16, LR_GRID[0], s, 0.7, t) for s, t in ((0, 0.55), (1, 0.62))]
     assert chosen_lr("peft-lora", runs, {**BASE, "r": 16}) == LR_GRID[0]
     # the r = 16 seed-0 LoRA cell of the tuned study is also the grid's cell: shared, not rerun
-    assert "| 16 (own lr grid) | 0.002/– | 55.0 ± 7.1 | not run | n/a |" in rank_table(runs)
+    assert "| 16 (own lr grid) | 0.002/– | 55.0 ± 7.1 | not run | n/a |" in tuned_table(runs, "rank", "r", "r", (16,), "rank16-tuned")
 
     from benchmarks.accuracy import LLAMA, LLAMA_LR_GRID
     llama = [record("peft-lora", 8, lr, 0, v, 0.5) | {"key": cell_key({**LLAMA, **METHODS["peft-lora"], "lr": lr,
