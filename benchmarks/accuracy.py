@@ -72,7 +72,7 @@ MODULE_SETS = {  # None: the model's default targets (query, value), i.e. the he
 # SmolLM2-135M as a sequence classifier: 256 examples (32 steps), its own lr grid (a 135M decoder
 # trains at smaller learning rates than MiniLM's adapters); seed 0 of the grid, validation chooses.
 LLAMA = {**BASE, "model": "smollm2-135m", "train_size": 256}
-LLAMA_LR_GRID = (5e-4, 1e-3, 2e-3, 5e-3)  # 5e-3 added after 2e-3 won at the edge
+LLAMA_LR_GRID = (5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # extended upwards twice: 2e-3, then 5e-3 won at the edge
 # Settings that train at their own lr grid (LR_GRID, seed 0, validation chooses) besides the protocol's
 # rows at the r = 8 lr: at r = 16 and with more adapted modules the r = 8 lr (5e-3) collapses some seeds.
 OWN_GRID = {"lr-grid-r16": [{"r": 16}],
