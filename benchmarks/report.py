@@ -201,6 +201,28 @@ def own_grid_tables(results: list[dict], grid_study: str) -> str:
         for setting in OWN_GRID[grid_study])
 
 
+def collapse_table(results: list[dict], threshold: float = 0.65) -> str:
+    """Runs that never left chance (mean training loss of the last 8 steps above ``threshold``;
+    ln 2 = 0.693 is chance for two balanced classes), per method and lr, over every MiniLM
+    movie-review cell with at least 512 examples (any study, rank or module set)."""
+    methods = {"peft-lora": METHODS["peft-lora"], "sl-default": METHODS["sl-default"]}
+    counts: dict = {}
+    for r in results:
+        c = r["cell"]
+        if c["model"] != "minilm" or c["task"] != "movie-reviews" or c["train_size"] < 512:
+            continue
+        name = next((n for n, spec in methods.items()
+                     if c["method"] == spec["method"] and c.get("sl", {}) == spec.get("sl", {})), None)
+        if name is None:
+            continue
+        n, k = counts.get((name, c["lr"]), (0, 0))
+        counts[(name, c["lr"])] = (n + 1, k + (r["metrics"]["final_loss"] > threshold))
+    lrs = sorted({lr for _, lr in counts})
+    rows = [[name] + [f"{counts[(name, lr)][1]} of {counts[(name, lr)][0]}" if (name, lr) in counts else "–"
+                      for lr in lrs] for name in methods]
+    return table(["method"] + [f"lr {lr:g}" for lr in lrs], rows)
+
+
 def label_of(v) -> str:
     if v is None or isinstance(v, list):
         return next((k for k, m in MODULE_SETS.items() if m == v), None) or ",".join(v)
@@ -296,6 +318,8 @@ def tables(results: list[dict]) -> str:
            + tuned_table(results, "modules", "modules", "modules", list(MODULE_SETS.values()), "modules-tuned"),
            "### Learning-rate grids for the larger module sets (seed 0, validation chooses)\n\n"
            + own_grid_tables(results, "lr-grid-modules"),
+           "### Runs that stayed at chance (final training loss > 0.65; every MiniLM movie-review cell with "
+           "≥ 512 examples, any rank or module set)\n\n" + collapse_table(results),
            "### Amazon snippets\n\n" + main_table(results, "amazon"),
            "### LLaMA family: SmolLM2-135M (256 examples, 32 steps, r = 8 on q_proj/v_proj)\n\n"
            + lr_grid_table(results, ["peft-lora", "sl-default"], LLAMA, "method (SmolLM2, seed 0)", LLAMA_LR_GRID)

@@ -136,3 +136,18 @@ def test_run_cell_with_layers_of_different_shapes(assets, method, sl):
     a = record["analysis"]
     assert len(a["layers"]) == 4 and record["trace"][-1]["step"] == 2
     assert a["drift_energy"] > 0 and a["cosine"][0][1] is None  # query vs intermediate: no cosine
+
+
+def test_collapse_table_counts_runs_at_chance():
+    from benchmarks.accuracy import BASE, METHODS
+    from benchmarks.report import collapse_table
+
+    def record(name, lr, loss, **over):
+        cell = {**BASE, **METHODS[name], "lr": lr, "seed": 0, **over}
+        return {"key": cell_key(cell), "cell": cell, "metrics": {"final_loss": loss}}
+
+    results = [record("peft-lora", 5e-3, 0.69), record("peft-lora", 5e-3, 0.30, r=16),
+               record("sl-default", 5e-3, 0.31), record("sl-default", 2e-3, 0.68, train_size=256),  # too small
+               record("sl-none", 5e-3, 0.69)]  # not a compared method
+    t = collapse_table(results)
+    assert "| peft-lora | 1 of 2 |" in t and "| sl-default | 0 of 1 |" in t and "0.002" not in t
