@@ -8,7 +8,7 @@
 
 Studies (the protocol is in BENCHMARKS.md): pilot (LoRA vs StructLoRA at the fixed
 lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants, rank, lr-grid-r16, rank16-tuned, data,
-modules, lr-grid-modules, modules-tuned, filters, amazon, llama-lr-grid, llama. Every study except lr-grid and variants trains
+modules, lr-grid-modules, modules-tuned, filters, amazon, llama-lr-grid, llama, llama-ablation. Every study except lr-grid and variants trains
 each method at the learning rate it won on validation in the lr-grid study
 (:func:`chosen_lr`); a method with no lr-grid result is skipped with a message.
 
@@ -199,6 +199,14 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
                     continue
                 cells += [{**BASE, **METHODS[name], **setting, "lr": lr, "seed": s, "name": name, "study": study}
                           for s in range(seeds)]
+    elif study == "llama-ablation":  # which part acts on SmolLM2: each at the full method's chosen lr
+        lr = chosen_lr("sl-default", results, LLAMA, LLAMA_LR_GRID)
+        if lr is None:
+            print(f"[{study}] skipping: run --study llama-lr-grid --methods sl-default first")
+        else:
+            for name in methods:
+                cells += [{**LLAMA, **METHODS[name], "lr": lr, "seed": s, "name": name, "study": study}
+                          for s in range(seeds)]
     elif study == "data":
         for frac in DATA_FRACTIONS:
             for name in methods:
@@ -240,7 +248,8 @@ DEFAULT_METHODS = {
     "rank16-tuned": ["peft-lora", "sl-default"], "lr-grid-modules": ["peft-lora", "sl-default"],
     "modules-tuned": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
     "modules": ["peft-lora", "sl-default"], "llama": ["peft-lora", "sl-default"],
-    "llama-lr-grid": ["peft-lora", "sl-default"], "variants": [], "filters": [],
+    "llama-lr-grid": ["peft-lora", "sl-default"], "llama-ablation": ["sl-no-coord", "sl-no-ib"],
+    "variants": [], "filters": [],
 }
 DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "lr-grid-modules": 1, "llama-lr-grid": 1, "main": 5, "variants": 1, "llama": 1}
 

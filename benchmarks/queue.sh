@@ -25,5 +25,5 @@ for pass in 1 2; do
   $A --study lr-grid-modules                 # the larger module sets get their own lr grid
   $A --study modules-tuned --seeds 3
   $A --study llama-lr-grid                   # SmolLM2's own lr grid (seed 0)
-  $A --study llama --seeds 3
+  $A --study llama --seeds 5
 done

@@ -148,6 +148,23 @@ def main_table(results: list[dict], study: str = "main") -> str:
     return table(METHOD_HEADER, method_rows(g, "", methods))
 
 
+def llama_table(results: list[dict]) -> str:
+    """SmolLM2: LoRA and StructLoRA at their chosen lr, plus the ablations at StructLoRA's lr."""
+    g = {**group("llama", ["peft-lora", "sl-default"], results),
+         **group("llama-ablation", ["sl-no-coord", "sl-no-ib"], results)}
+    rows = method_rows(g, "", ["peft-lora", "sl-default", "sl-no-coord", "sl-no-ib"])
+    # both methods at the next lower lr of the grid, where every seed that ran is kept (a second view)
+    chosen = chosen_lr("peft-lora", results, LLAMA, LLAMA_LR_GRID)
+    lower = [lr for lr in LLAMA_LR_GRID if chosen is not None and lr < chosen]
+    if lower:
+        recs, lr, low = by_key(results), lower[-1], {}
+        for n in ("peft-lora", "sl-default"):
+            keys = {s: cell_key({**LLAMA, **METHODS[n], "lr": lr, "seed": s}) for s in range(MAX_SEEDS)}
+            low[("", f"{n} @ {lr:g}")] = {s: recs[k] for s, k in keys.items() if k in recs}
+        rows += method_rows(low, "", [n for _, n in low], ref_name=f"peft-lora @ {lr:g}")
+    return table(METHOD_HEADER, rows)
+
+
 def component_table(results: list[dict]) -> str:
     """Paper Table 5 from the headline cells: the full method, without each part, without both."""
     names = {"sl-default": "StructLoRA (full)", "sl-no-ib": "w/o IB filter", "sl-no-coord": "w/o coordinator",
@@ -323,7 +340,7 @@ def tables(results: list[dict]) -> str:
            "### Amazon snippets\n\n" + main_table(results, "amazon"),
            "### LLaMA family: SmolLM2-135M (256 examples, 32 steps, r = 8 on q_proj/v_proj)\n\n"
            + lr_grid_table(results, ["peft-lora", "sl-default"], LLAMA, "method (SmolLM2, seed 0)", LLAMA_LR_GRID)
-           + "\n\n" + main_table(results, "llama"),
+           + "\n\n" + llama_table(results),
            cost_tables()]
     return "\n\n".join(out) + "\n"
 
