@@ -7,10 +7,11 @@
     python benchmarks/accuracy.py --list --study data          # print the cells, run nothing
 
 Studies (the protocol is in BENCHMARKS.md): pilot (LoRA vs StructLoRA at the fixed
-lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants, rank, lr-grid-r16, rank16-tuned, data,
-modules, lr-grid-modules, modules-tuned, filters, amazon, llama-lr-grid, llama, llama-ablation. Every study except lr-grid and variants trains
-each method at the learning rate it won on validation in the lr-grid study
-(:func:`chosen_lr`); a method with no lr-grid result is skipped with a message.
+lr 2e-3, seed-major: the first paired numbers on a busy CPU), lr-grid, main, variants,
+rank, lr-grid-r16, rank16-tuned, data, modules, lr-grid-modules, modules-tuned, filters,
+amazon, llama-lr-grid, llama, llama-ablation. Every study except the grids and variants
+trains each method at the learning rate it won on validation in its grid
+(:func:`chosen_lr`); a method with no grid result is skipped with a message.
 
 Safe to run in the background and to interrupt: each finished cell is one
 appended line of ``benchmarks/results/accuracy.jsonl`` (key = canonical JSON of
@@ -69,8 +70,8 @@ MODULE_SETS = {  # None: the model's default targets (query, value), i.e. the he
     "attn": ["query", "key", "value", "attention.output.dense"],
     "all-dense": ["query", "key", "value", "dense"],
 }
-# SmolLM2-135M as a sequence classifier: 256 examples (32 steps), its own lr grid (a 135M decoder
-# trains at smaller learning rates than MiniLM's adapters); seed 0 of the grid, validation chooses.
+# SmolLM2-135M as a sequence classifier: 256 examples (32 steps) and its own lr grid (another model:
+# MiniLM's choice need not carry over); seed 0 of the grid, validation chooses.
 LLAMA = {**BASE, "model": "smollm2-135m", "train_size": 256}
 LLAMA_LR_GRID = (5e-4, 1e-3, 2e-3, 5e-3, 1e-2)  # extended upwards twice: 2e-3, then 5e-3 won at the edge
 # Settings that train at their own lr grid (LR_GRID, seed 0, validation chooses) besides the protocol's
@@ -251,13 +252,14 @@ DEFAULT_METHODS = {
     "llama-lr-grid": ["peft-lora", "sl-default"], "llama-ablation": ["sl-no-coord", "sl-no-ib"],
     "variants": [], "filters": [],
 }
-DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "lr-grid-modules": 1, "llama-lr-grid": 1, "main": 5, "variants": 1, "llama": 1}
+DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "lr-grid-modules": 1, "llama-lr-grid": 1, "variants": 1,
+                 "main": 5, "llama": 5, "llama-ablation": 5}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--study", required=True, choices=sorted(DEFAULT_METHODS))
-    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: 5 main, 1 lr-grid/variants, 3 else)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: 5 main/llama, 1 grids/variants, 3 else)")
     p.add_argument("--methods", default=None, help="comma-separated subset of " + ",".join(METHODS))
     p.add_argument("--names", default=None, help="comma-separated cell names to keep (e.g. one variant)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
