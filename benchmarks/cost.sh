@@ -9,6 +9,6 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python}
 $PY benchmarks/sketch_batching.py
 $PY benchmarks/refresh_cost.py --reps 10
-$PY benchmarks/step_time.py --model minilm --rounds 8 --block 8
+$PY benchmarks/step_time.py --model minilm --rounds 12 --block 8
 $PY benchmarks/inference.py --model minilm
-$PY benchmarks/step_time.py --model smollm2-135m --rounds 3 --block 3 --mem-steps 3 --methods peft-lora,sl-default
+$PY benchmarks/step_time.py --model smollm2-135m --rounds 8 --block 4 --mem-steps 3 --methods peft-lora,sl-default

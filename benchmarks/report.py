@@ -295,14 +295,18 @@ def cost_tables() -> str:
     if st:
         rows = [[r["model"], r["method"], f"{r['median_step_s']:.3f}", f"{r['median_ratio']:.3f}",
                  f"[{r['ratio_q1']:.3f}, {r['ratio_q3']:.3f}]", f"{r['mean_ratio']:.3f}", r["rounds"], r["block"],
+                 r.get("warmup_rounds", 0),
                  f"{r['env'].get('load_avg_1min', float('nan')):.1f}"] for r in st if r["kind"] == "time"]
         parts.append("### Training step time (interleaved, same batches)\n\n" + table(
             ["model", "method", "median s/step", "median ratio vs LoRA", "IQR of ratio", "mean ratio (incl. refresh)",
-             "rounds", "steps/block", "load avg"], rows))
-        rows = [[r["model"], r["method"], f"{r['peak_rss'] / 2**30:.3f}", f"{r['peak_ratio']:.3f}",
+             "rounds", "steps/block", "untimed warm-up rounds", "load avg"], rows))
+        rows = [[r["model"], r["method"], r["steps"],
+                 "mmap ≥ 64 KiB" if r.get("malloc_mmap_threshold") else "glibc default",
+                 f"{r['peak_rss'] / 2**30:.3f}", f"{r['peak_ratio']:.3f}",
                  f"{r['training_rise'] / 2**20:.0f}", f"{r['rise_ratio']:.2f}"] for r in st if r["kind"] == "memory"]
-        parts.append("### Peak memory (peak RSS of a fresh process per method, 10 steps)\n\n" + table(
-            ["model", "method", "peak RSS GiB", "ratio vs LoRA", "rise over built model MiB", "rise ratio"], rows))
+        parts.append("### Peak memory (peak RSS of a fresh process per method)\n\n" + table(
+            ["model", "method", "steps", "allocator", "peak RSS GiB", "ratio vs LoRA", "rise over built model MiB",
+             "rise ratio"], rows))
     inf = read_jsonl("inference.jsonl")
     if inf:
         rows = [[r["model"], r["train_steps"], r["effective_rank_total"], f"{r['export_max_abs_diff']:.2e}",

@@ -15,7 +15,9 @@ Memory: one fresh subprocess per method runs ``--mem-steps`` steps; recorded is
 the peak resident set size (``VmHWM`` of ``/proc/self/status``, whole process:
 base model + activations + optimizer state) and its rise over the RSS right
 after the model is built (``VmRSS``). Ratios vs peft-lora. (Not ``ru_maxrss``:
-a child inherits its parent's value across fork, which hid the difference.)
+a child inherits its parent's value across fork, which hid the difference.) The
+children run with ``MALLOC_MMAP_THRESHOLD_`` fixed (:data:`MMAP_THRESHOLD`) so that
+freed tensors leave the RSS and the peak measures tensors, not heap fragmentation.
 
 Appends one JSON line per measurement to ``benchmarks/results/step_time.jsonl``.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -80,9 +83,13 @@ def trainer(name: str, model_name: str, steps: int):
     return step
 
 
-def time_interleaved(model_name: str, rounds: int, block: int, methods: list[str]) -> list[dict]:
+def time_interleaved(model_name: str, rounds: int, block: int, methods: list[str], warmup: int = 0) -> list[dict]:
     data = batches(model_name, block)
-    steps = {m: trainer(m, model_name, rounds * block) for m in methods}
+    steps = {m: trainer(m, model_name, (rounds + warmup) * block) for m in methods}
+    for _ in range(warmup):  # untimed: first-call allocations and the initial graph build of every method
+        for m in methods:
+            for batch in data:
+                steps[m](batch)
     times = {m: [[] for _ in range(rounds)] for m in methods}
     for rnd in range(rounds):
         order = methods[rnd % len(methods):] + methods[:rnd % len(methods)]
@@ -100,6 +107,7 @@ def time_interleaved(model_name: str, rounds: int, block: int, methods: list[str
         q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
         flat, flat_ref = sum(times[m], []), sum(ref, [])
         rows.append({"kind": "time", "model": model_name, "method": m, "rounds": rounds, "block": block,
+                     "warmup_rounds": warmup,
                      "median_step_s": statistics.median(flat), "mean_step_s": statistics.fmean(flat),
                      "median_ratio": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2],
                      "mean_ratio": statistics.fmean(flat) / statistics.fmean(flat_ref), "env": environment()})
@@ -124,17 +132,26 @@ def memory_child(name: str, model_name: str, steps: int) -> dict:
     return {"peak_rss": peak, "rss_after_build": before, "training_rise": peak - before}
 
 
+# glibc serves allocations >= this many bytes with mmap and unmaps them on free, so the peak RSS
+# follows the tensors alive at once. With glibc's default (dynamic) threshold, freed tensor memory
+# stays in the heap and the peak RSS measured the allocator's history: PEFT LoRA alone ranged
+# 1.95-2.23 GiB over five fresh processes on SmolLM2 and the ratios 0.97-1.11 (BENCHMARKS.md).
+MMAP_THRESHOLD = 65536
+
+
 def memory(model_name: str, steps: int, methods: list[str], threads: int) -> list[dict]:
     out = {}
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
     for m in methods:
         cmd = [sys.executable, __file__, "--mem-child", m, "--model", model_name, "--mem-steps", str(steps),
                "--threads", str(threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         out[m] = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"memory {m}: peak RSS {out[m]['peak_rss'] / 2**30:.3f} GiB, "
               f"rise {out[m]['training_rise'] / 2**20:.1f} MiB", flush=True)
     ref = out["peft-lora"]
     return [{"kind": "memory", "model": model_name, "method": m, "steps": steps, **v,
+             "malloc_mmap_threshold": MMAP_THRESHOLD,
              "peak_ratio": v["peak_rss"] / ref["peak_rss"],
              "rise_ratio": v["training_rise"] / max(ref["training_rise"], 1), "env": environment()}
             for m, v in out.items()]
@@ -145,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="minilm")
     p.add_argument("--methods", default=",".join(COMPARED))
     p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     p.add_argument("--block", type=int, default=8)
     p.add_argument("--mem-steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
@@ -160,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods.split(",")
     if "peft-lora" not in methods:
         methods.insert(0, "peft-lora")
-    rows = [] if args.skip_time else time_interleaved(args.model, args.rounds, args.block, methods)
+    rows = [] if args.skip_time else time_interleaved(args.model, args.rounds, args.block, methods, args.warmup)
     if not args.skip_memory:
         rows += memory(args.model, args.mem_steps, methods, args.threads)
     args.results.parent.mkdir(parents=True, exist_ok=True)

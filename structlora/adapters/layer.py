@@ -171,5 +171,6 @@ def _token_mean(t: Tensor, token_mask: Tensor | None) -> Tensor:
     t = t.reshape(t.shape[0], -1, t.shape[-1])  # (n, T, d)
     if token_mask is None or token_mask.shape[:2] != t.shape[:2]:
         return t.mean(dim=1)
-    w = token_mask.to(t.dtype).unsqueeze(-1)  # (n, T, 1)
-    return (t * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+    w = token_mask.to(t.dtype)  # (n, T)
+    # a batched product: (t * w) would materialise an (n, T, d) copy of every adapted layer's input
+    return torch.einsum("ntd,nt->nd", t, w) / w.sum(dim=1, keepdim=True).clamp_min(1.0)
