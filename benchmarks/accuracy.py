@@ -249,7 +249,7 @@ DEFAULT_METHODS = {
     "rank16-tuned": ["peft-lora", "sl-default"], "lr-grid-modules": ["peft-lora", "sl-default"],
     "modules-tuned": ["peft-lora", "sl-default"], "data": ["peft-lora", "sl-default"],
     "modules": ["peft-lora", "sl-default"], "llama": ["peft-lora", "sl-default"],
-    "llama-lr-grid": ["peft-lora", "sl-default"], "llama-ablation": ["sl-no-coord", "sl-no-ib"],
+    "llama-lr-grid": ["peft-lora", "sl-default"], "llama-ablation": ["sl-none", "sl-no-coord", "sl-no-ib"],
     "variants": [], "filters": [],
 }
 DEFAULT_SEEDS = {"lr-grid": 1, "lr-grid-r16": 1, "lr-grid-modules": 1, "llama-lr-grid": 1, "variants": 1,

@@ -151,8 +151,8 @@ def main_table(results: list[dict], study: str = "main") -> str:
 def llama_table(results: list[dict]) -> str:
     """SmolLM2: LoRA and StructLoRA at their chosen lr, plus the ablations at StructLoRA's lr."""
     g = {**group("llama", ["peft-lora", "sl-default"], results),
-         **group("llama-ablation", ["sl-no-coord", "sl-no-ib"], results)}
-    rows = method_rows(g, "", ["peft-lora", "sl-default", "sl-no-coord", "sl-no-ib"])
+         **group("llama-ablation", ["sl-none", "sl-no-coord", "sl-no-ib"], results)}
+    rows = method_rows(g, "", ["peft-lora", "sl-default", "sl-none", "sl-no-coord", "sl-no-ib"])
     # both methods at the next lower lr of the grid, where every seed that ran is kept (a second view)
     chosen = chosen_lr("peft-lora", results, LLAMA, LLAMA_LR_GRID)
     lower = [lr for lr in LLAMA_LR_GRID if chosen is not None and lr < chosen]
