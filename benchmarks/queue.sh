@@ -26,4 +26,5 @@ for pass in 1 2; do
   $A --study modules-tuned --seeds 3
   $A --study llama-lr-grid                   # SmolLM2's own lr grid (seed 0)
   $A --study llama --seeds 5
+  $A --study llama-ablation --seeds 5          # sl-none, w/o coordinator, w/o IB at StructLoRA's SmolLM2 lr
 done
