@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 from structlora.bottleneck import (
     HSICBottleneck, SigmoidGate, center, gaussian_kernel, hsic, label_features, linear_kernel, nhsic,
 )
+from structlora.bottleneck.hsic import EPS
 from tests.bottleneck.helpers import single_layer
 
 # float64 throughout; entries in [-3, 3] keep kernels away from underflow so tolerances stay tight
@@ -36,6 +37,8 @@ def test_hsic_is_nonnegative_and_symmetric(xy):
     assert value >= -EPS64  # PSD kernels: tr(HKH HLH) >= 0 up to rounding
     assert torch.equal(value, hsic(l, k))  # <HKH, HLH>_F is symmetric bit for bit
     assert -EPS64 <= nhsic(k, l) <= 1 + EPS64  # Cauchy-Schwarz
+    # nhsic centres each kernel once; it is exactly the normalised HSIC of its definition
+    assert torch.equal(nhsic(k, l), hsic(k, l) / (hsic(k, k) * hsic(l, l)).clamp_min(EPS).sqrt())
 
 
 @given(paired_samples(), st.randoms(use_true_random=False))
