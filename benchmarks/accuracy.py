@@ -154,10 +154,13 @@ def claim(cell: dict, results_path: Path) -> Path | None:
 
 # --- studies ------------------------------------------------------------------------------------
 
-def _with_lr(study: str, name: str, cell: dict, results: list[dict], seeds: int) -> list[dict]:
-    lr = chosen_lr(name, results)
+def _with_lr(study: str, name: str, cell: dict, results: list[dict], seeds: int, base: dict = BASE,
+             grid=LR_GRID, grid_study: str = "lr-grid") -> list[dict]:
+    """``seeds`` copies of ``cell`` at the lr that ``grid_study`` chose for ``name`` at ``base``."""
+    lr = chosen_lr(name, results, base, grid)
     if lr is None:
-        print(f"[{study}] skipping {name}: no lr-grid result yet (run --study lr-grid --methods {LR_FROM.get(name, name)})")
+        print(f"[{study}] skipping {name}: no {grid_study} result yet "
+              f"(run --study {grid_study} --methods {LR_FROM.get(name, name)})")
         return []
     return [{**cell, "lr": lr, "seed": s, "name": name, "study": study} for s in range(seeds)]
 
@@ -194,12 +197,8 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
         grid_study = TUNED[study]
         for setting in OWN_GRID[grid_study]:
             for name in methods:
-                lr = chosen_lr(name, results, {**BASE, **setting})
-                if lr is None:
-                    print(f"[{study}] skipping {name} {setting}: run --study {grid_study} --methods {name} first")
-                    continue
-                cells += [{**BASE, **METHODS[name], **setting, "lr": lr, "seed": s, "name": name, "study": study}
-                          for s in range(seeds)]
+                cells += _with_lr(study, name, {**BASE, **METHODS[name], **setting}, results, seeds,
+                                  base={**BASE, **setting}, grid_study=grid_study)
     elif study == "llama-ablation":  # which part acts on SmolLM2: each at the full method's chosen lr
         lr = chosen_lr("sl-default", results, LLAMA, LLAMA_LR_GRID)
         if lr is None:
@@ -231,12 +230,8 @@ def study_cells(study: str, seeds: int, methods: list[str], results: list[dict])
                       for lr in LLAMA_LR_GRID]
     elif study == "llama":
         for name in methods:
-            lr = chosen_lr(name, results, LLAMA, LLAMA_LR_GRID)
-            if lr is None:
-                print(f"[{study}] skipping {name}: run --study llama-lr-grid --methods {name} first")
-                continue
-            cells += [{**LLAMA, **METHODS[name], "lr": lr, "seed": s, "name": name, "study": study}
-                      for s in range(seeds)]
+            cells += _with_lr(study, name, {**LLAMA, **METHODS[name]}, results, seeds, base=LLAMA,
+                              grid=LLAMA_LR_GRID, grid_study="llama-lr-grid")
     else:
         raise ValueError(f"unknown study {study!r}")
     return cells

@@ -154,9 +154,7 @@ def sweeps(results, out: Path) -> Path:
                             marker="o", capsize=3, label=name, color=COLORS[name])
                 drawn = True
             if study == "rank":  # r = 16 at the lr its own grid chose: an open marker beside the line
-                with contextlib.redirect_stdout(io.StringIO()):
-                    tuned = [recs[cell_key(c)] for c in study_cells("rank16-tuned", 10, [name], results)
-                             if cell_key(c) in recs]
+                tuned = _records("rank16-tuned", [name], results).get(name, [])
                 if tuned:
                     accs = [100 * r["metrics"]["test_accuracy"] for r in tuned]
                     ax.errorbar([16], [statistics.fmean(accs)], yerr=[statistics.stdev(accs) if len(accs) > 1 else 0],

@@ -85,6 +85,17 @@ def center(k: Tensor) -> Tensor:
     return k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
 
 
+def _check_kernels(k: Tensor, l: Tensor, fn: str) -> None:
+    check_batch_size(k.shape[0])
+    if l.shape != k.shape:
+        raise ValueError(f"{fn}: kernels must have the same shape, got {tuple(k.shape)} and {tuple(l.shape)}")
+
+
+def _centred_hsic(kc: Tensor, lc: Tensor) -> Tensor:
+    """HSIC of two already centred kernels."""
+    return (kc * lc).sum() / (kc.shape[0] - 1) ** 2
+
+
 def hsic(k: Tensor, l: Tensor) -> Tensor:
     r"""Biased HSIC :math:`\mathrm{tr}(KHLH)/(n-1)^2`, computed as
     :math:`\langle HKH, HLH \rangle_F / (n-1)^2` (equal since :math:`H^2 = H`;
@@ -93,11 +104,8 @@ def hsic(k: Tensor, l: Tensor) -> Tensor:
     Shapes:
         k, l ``(n, n)`` -> scalar.
     """
-    n = k.shape[0]
-    check_batch_size(n)
-    if l.shape != k.shape:
-        raise ValueError(f"hsic: kernels must have the same shape, got {tuple(k.shape)} and {tuple(l.shape)}")
-    return (center(k) * center(l)).sum() / (n - 1) ** 2
+    _check_kernels(k, l, "hsic")
+    return _centred_hsic(center(k), center(l))
 
 
 def nhsic(k: Tensor, l: Tensor) -> Tensor:
@@ -106,11 +114,7 @@ def nhsic(k: Tensor, l: Tensor) -> Tensor:
     Shapes:
         k, l ``(n, n)`` -> scalar.
     """
-    n = k.shape[0]
-    check_batch_size(n)
-    if l.shape != k.shape:
-        raise ValueError(f"nhsic: kernels must have the same shape, got {tuple(k.shape)} and {tuple(l.shape)}")
-    kc, lc = center(k), center(l)  # each kernel centred once, not once per hsic() (a third of the cost)
-    scale = (n - 1) ** 2
-    denom = ((kc * kc).sum() / scale * ((lc * lc).sum() / scale)).clamp_min(EPS).sqrt()  # no inf grad at 0
-    return (kc * lc).sum() / scale / denom
+    _check_kernels(k, l, "nhsic")
+    kc, lc = center(k), center(l)  # each kernel centred once, not once per HSIC term
+    denom = (_centred_hsic(kc, kc) * _centred_hsic(lc, lc)).clamp_min(EPS).sqrt()  # no inf gradient at 0
+    return _centred_hsic(kc, lc) / denom
